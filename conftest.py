@@ -1,0 +1,1 @@
+"""Top-level pytest configuration: the rig plugin will register here (see hil/)."""

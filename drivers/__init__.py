@@ -1,0 +1,1 @@
+"""Drivers, one per rig role; identical for real and virtual instruments."""
