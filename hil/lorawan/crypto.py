@@ -2,14 +2,15 @@
 
 All AES and CMAC come from ``cryptography``. A key builds its ECB encryptor/decryptor and its
 CMAC context once; ECB carries no state between blocks, so one long-lived context serves every
-call as long as whole blocks are fed. That caching is what makes frame processing fast (see
+call as long as whole blocks are fed; the CMAC base context is only ever copied. No lock is
+needed: the contexts are Rust objects whose borrow checks raise rather than interleave, and a
+call that meets a busy context falls back to a fresh one. That caching is what makes frame processing fast (see
 ``bench/``).
 """
 
 from __future__ import annotations
 
 import hmac
-import threading
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
@@ -22,7 +23,7 @@ REDACTED = "****"
 class AESKey:
     """A 128-bit AES key. ``repr``/``str`` show ``****``; use :meth:`reveal` deliberately."""
 
-    __slots__ = ("_key", "_enc", "_dec", "_cmac", "_lock", "name")
+    __slots__ = ("_key", "_enc", "_dec", "_cmac", "name")
 
     def __init__(self, key: bytes | bytearray | str, name: str = "key") -> None:
         if isinstance(key, str):
@@ -38,9 +39,7 @@ class AESKey:
         cipher = Cipher(algorithms.AES(self._key), modes.ECB())
         self._enc = cipher.encryptor()
         self._dec = cipher.decryptor()
-        self._cmac = CMAC(algorithms.AES(self._key))
-        # The cached contexts are not safe to use from two threads at once.
-        self._lock = threading.Lock()
+        self._cmac = CMAC(algorithms.AES(self._key))  # never updated itself: only copied
 
     @classmethod
     def random(cls, name: str = "key") -> "AESKey":
@@ -53,20 +52,23 @@ class AESKey:
         """AES-128-ECB encrypt whole 16-byte blocks."""
         if len(blocks) % 16:
             raise ValueError(f"AES-ECB needs whole 16-byte blocks, got {len(blocks)} bytes")
-        with self._lock:
+        try:
             return self._enc.update(blocks)
+        except RuntimeError:  # another thread holds the cached context (a pyo3 borrow): use a fresh one
+            return Cipher(algorithms.AES(self._key), modes.ECB()).encryptor().update(blocks)
 
     def decrypt(self, blocks: bytes) -> bytes:
         """AES-128-ECB decrypt whole 16-byte blocks."""
         if len(blocks) % 16:
             raise ValueError(f"AES-ECB needs whole 16-byte blocks, got {len(blocks)} bytes")
-        with self._lock:
+        try:
             return self._dec.update(blocks)
+        except RuntimeError:  # see encrypt
+            return Cipher(algorithms.AES(self._key), modes.ECB()).decryptor().update(blocks)
 
     def cmac(self, message: bytes) -> bytes:
         """AES-CMAC (RFC 4493) of ``message``: 16 bytes."""
-        with self._lock:
-            ctx = self._cmac.copy()
+        ctx = self._cmac.copy()
         ctx.update(message)
         return ctx.finalize()
 

@@ -9,6 +9,7 @@ little-endian on-air bytes; counters are full 32-bit values.
 from __future__ import annotations
 
 import hmac
+import struct
 from dataclasses import dataclass
 from enum import Enum
 
@@ -145,13 +146,20 @@ def derive_js_keys(nwk_key: AESKey, dev_eui_wire: bytes) -> tuple[AESKey, AESKey
 # --- data --------------------------------------------------------------------------------------
 
 
+# B0/B1 and A blocks: 0x49 or 0x01 | 4 bytes | Dir | DevAddr | FCnt (LE32) | 0x00 | last byte.
+_BLOCK = struct.Struct("<B4sB4sIBB")
+_BLOCK_PREFIX = struct.Struct("<B4sB4sIB")
+_ZERO4 = bytes(4)
+_INDEX = [bytes((i,)) for i in range(256)]
+
+
 def _b0(first: bytes, direction: int, dev_addr_wire: bytes, fcnt: int, length: int) -> bytes:
-    return b"\x49" + first + bytes((direction,)) + dev_addr_wire + fcnt.to_bytes(4, "little") + bytes((0, length))
+    return _BLOCK.pack(0x49, first, direction, dev_addr_wire, fcnt, 0, length)
 
 
 def data_mic_10(nwk_s_key: AESKey, direction: int, dev_addr_wire: bytes, fcnt: int, msg: bytes) -> bytes:
     """1.0.x data MIC (either direction), and a 1.1 device's uplink MIC towards a 1.0 network."""
-    return cmac4(nwk_s_key, _b0(b"\x00\x00\x00\x00", direction, dev_addr_wire, fcnt, len(msg)) + msg)
+    return nwk_s_key.cmac(_BLOCK.pack(0x49, _ZERO4, direction, dev_addr_wire, fcnt, 0, len(msg)) + msg)[:4]
 
 
 def data_uplink_mic_11(
@@ -172,10 +180,6 @@ def data_downlink_mic_11(
     return cmac4(s_nwk_s_int_key, _b0(first, DOWN, dev_addr_wire, fcnt, len(msg)) + msg)
 
 
-def _keystream(key: AESKey, head: bytes, tail: bytes, count: int) -> bytes:
-    return key.encrypt(b"".join(head + tail + bytes((i,)) for i in range(1, count + 1)))
-
-
 def _xor(data: bytes, stream: bytes) -> bytes:
     n = len(data)
     return (int.from_bytes(data, "big") ^ int.from_bytes(stream[:n], "big")).to_bytes(n, "big")
@@ -188,9 +192,13 @@ def crypt_frm_payload(key: AESKey, direction: int, dev_addr_wire: bytes, fcnt: i
     """
     if not payload:
         return b""
-    head = b"\x01\x00\x00\x00\x00" + bytes((direction,)) + dev_addr_wire
-    tail = fcnt.to_bytes(4, "little") + b"\x00"
-    return _xor(payload, _keystream(key, head, tail, (len(payload) + 15) // 16))
+    prefix = _BLOCK_PREFIX.pack(0x01, _ZERO4, direction, dev_addr_wire, fcnt, 0)
+    n = len(payload)
+    if n <= 16:
+        stream = key.encrypt(prefix + b"\x01")
+    else:
+        stream = key.encrypt(b"".join([prefix + _INDEX[i] for i in range(1, ((n + 15) >> 4) + 1)]))
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(stream[:n], "big")).to_bytes(n, "big")
 
 
 def crypt_fopts_11(
