@@ -94,7 +94,8 @@ class ChannelBlock(_Table):
 
     def channels(self) -> list[Channel]:
         """The channels of this block, in channel-index order."""
-        return [Channel(self.first_hz + n * self.step_hz, self.min_dr, self.max_dr) for n in range(self.count)]
+        step, lo, hi = self.step_hz, self.min_dr, self.max_dr
+        return [Channel(self.first_hz + n * step, lo, hi) for n in range(self.count)]
 
 
 class Rx1Channels(_Table):
@@ -185,7 +186,8 @@ class Region(_Table):
         known = self.data_rates.keys()
         for block in self.uplink_channels:
             if not {block.min_dr, block.max_dr} <= known or block.min_dr > block.max_dr:
-                raise ValueError(f"channel block at {block.first_hz} Hz: bad DR range {block.min_dr}..{block.max_dr}")
+                dr_range = f"{block.min_dr}..{block.max_dr}"
+                raise ValueError(f"channel block at {block.first_hz} Hz: bad DR range {dr_range}")
         widths = {len(row) for row in self.rx1_dr_table.values()}
         if len(widths) != 1:
             raise ValueError("rx1_dr_table rows differ in length")
@@ -206,7 +208,7 @@ class Region(_Table):
         expected_start = 0.0
         for n, window in enumerate(self.join_backoff):
             if window.start_s != expected_start:
-                raise ValueError(f"join_backoff window {n} starts at {window.start_s}, expected {expected_start}")
+                raise ValueError(f"join_backoff window {n} starts at {window.start_s}, not {expected_start}")
             if window.repeats != (n == len(self.join_backoff) - 1):
                 raise ValueError("exactly the last join_backoff window must repeat")
             expected_start = window.start_s + window.length_s
@@ -255,7 +257,8 @@ class Region(_Table):
     @property
     def join_channels(self) -> list[int]:
         """Frequencies (Hz) a join-request may use, in channel-index order."""
-        return [ch.frequency_hz for block in self.uplink_channels if block.join for ch in block.channels()]
+        joinable = (block for block in self.uplink_channels if block.join)
+        return [channel.frequency_hz for block in joinable for channel in block.channels()]
 
     def uplink_channel_index(self, frequency_hz: int) -> int:
         """Index of the default uplink channel at ``frequency_hz``; RegionError if there is none."""
@@ -267,11 +270,14 @@ class Region(_Table):
     # -- receive windows ----------------------------------------------------------------------
 
     def rx1_dr(self, uplink_dr: int, rx1_dr_offset: int) -> int:
-        """RX1 data rate for an uplink at ``uplink_dr`` with ``rx1_dr_offset``; RegionError if either is invalid."""
+        """RX1 data rate for an uplink at ``uplink_dr`` with ``rx1_dr_offset``.
+
+        RegionError if the region has no RX1 row for ``uplink_dr`` or the offset is out of range.
+        """
         row = self.rx1_dr_table.get(uplink_dr)
         if row is None:
             raise RegionError(f"{self.name} has no RX1 data rate for uplink DR{uplink_dr}")
-        if isinstance(rx1_dr_offset, bool) or not isinstance(rx1_dr_offset, int) or not 0 <= rx1_dr_offset < len(row):
+        if not _is_index(rx1_dr_offset, len(row)):
             raise RegionError(f"{self.name} RX1DROffset must be 0..{len(row) - 1}, got {rx1_dr_offset!r}")
         return row[rx1_dr_offset]
 
@@ -293,7 +299,10 @@ class Region(_Table):
     # -- regulatory limits --------------------------------------------------------------------
 
     def duty_cycle(self, frequency_hz: int) -> float:
-        """Duty-cycle limit (fraction, 1.0 = none) of the sub-band holding ``frequency_hz``; RegionError outside all."""
+        """Duty-cycle limit (fraction; 1.0 = none) of the sub-band holding ``frequency_hz``.
+
+        RegionError if the frequency lies in none of the region's sub-bands.
+        """
         for band in self.duty_cycle_bands:
             if band.contains(frequency_hz):
                 return band.duty_cycle
@@ -301,9 +310,10 @@ class Region(_Table):
 
     def tx_power_dbm(self, tx_power: int) -> float:
         """Output power (dBm, referenced as ``tx_power_reference``) of TXPower index ``tx_power``."""
-        if isinstance(tx_power, bool) or not isinstance(tx_power, int) or not 0 <= tx_power < len(self.tx_power_offsets_db):
-            raise RegionError(f"{self.name} TXPower must be 0..{len(self.tx_power_offsets_db) - 1}, got {tx_power!r}")
-        return self.max_eirp_dbm + self.tx_power_offsets_db[tx_power]
+        offsets = self.tx_power_offsets_db
+        if not _is_index(tx_power, len(offsets)):
+            raise RegionError(f"{self.name} TXPower must be 0..{len(offsets) - 1}, got {tx_power!r}")
+        return self.max_eirp_dbm + offsets[tx_power]
 
     def join_duty_cycle_limit(self, elapsed_since_power_up_s: float) -> tuple[float, float]:
         """``(window_length_s, max_airtime_s)`` of the join back-off window holding that time.
@@ -319,7 +329,8 @@ class Region(_Table):
         return start
 
     def _join_window(self, elapsed: float) -> tuple[float, JoinBackoffWindow]:
-        if isinstance(elapsed, bool) or not isinstance(elapsed, int | float) or not 0 <= elapsed < math.inf:
+        number = isinstance(elapsed, int | float) and not isinstance(elapsed, bool)
+        if not number or not 0 <= elapsed < math.inf:
             raise RegionError(f"elapsed_since_power_up_s must be a finite number >= 0, got {elapsed!r}")
         for window in self.join_backoff:
             if window.repeats:
@@ -330,10 +341,16 @@ class Region(_Table):
         raise AssertionError("unreachable: the last join_backoff window repeats")  # pragma: no cover
 
 
+def _is_index(value: object, size: int) -> bool:
+    """Whether ``value`` is an int (not a bool) in ``range(size)``."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < size
+
+
+@functools.cache
 def known_regions() -> tuple[str, ...]:
     """Names of the regions with a shipped table, e.g. ``("EU868", "US915")``."""
-    tables = resources.files(_TABLES_PACKAGE)
-    return tuple(sorted(p.name.removesuffix(".yaml").upper() for p in tables.iterdir() if p.name.endswith(".yaml")))
+    names = (p.name for p in resources.files(_TABLES_PACKAGE).iterdir())
+    return tuple(sorted(n.removesuffix(".yaml").upper() for n in names if n.endswith(".yaml")))
 
 
 def get_region(name: str) -> Region:
