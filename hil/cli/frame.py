@@ -151,7 +151,7 @@ def _join_accept(
             js_int, _ = security.derive_js_keys(key, EUI64.parse(args.dev_eui).wire)
             out["mic_valid"] = accept.mic_valid(js_int, join_eui=join_eui, dev_nonce=args.dev_nonce)
     else:
-        out["mic_valid"] = accept.mic_valid(key)
+        out["mic_valid"] = accept.mic_valid(key, lorawan_1_1=version == "1.1")
     if args.dev_nonce is not None:
         out["session_keys"] = _session_keys(accept, keys, version, opt_neg, join_eui, args.dev_nonce)
     return out

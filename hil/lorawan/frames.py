@@ -244,13 +244,16 @@ class JoinAccept:
         join_req_type: int = 0xFF,
         join_eui: EUI64 | None = None,
         dev_nonce: int | None = None,
+        lorawan_1_1: bool | None = None,
     ) -> "JoinAccept":
         """A copy with its MIC computed.
 
-        1.0.x and 1.1 with OptNeg=0: ``key`` is AppKey/NwkKey. 1.1 with OptNeg=1: ``key`` is
+        1.0.x, and 1.1 with OptNeg=0: ``key`` is AppKey/NwkKey. 1.1 with OptNeg=1: ``key`` is
         JSIntKey and ``join_eui``/``dev_nonce`` of the request answered are needed.
+        ``lorawan_1_1``: whether the receiver speaks 1.1; None takes it from the OptNeg bit, False
+        treats that bit as RFU (a 1.0.x device must ignore it).
         """
-        return _replace_mic(self, self._compute_mic(key, join_req_type, join_eui, dev_nonce))
+        return _replace_mic(self, self._compute_mic(key, join_req_type, join_eui, dev_nonce, lorawan_1_1))
 
     def mic_valid(
         self,
@@ -259,12 +262,21 @@ class JoinAccept:
         join_req_type: int = 0xFF,
         join_eui: EUI64 | None = None,
         dev_nonce: int | None = None,
+        lorawan_1_1: bool | None = None,
     ) -> bool:
         """True if the MIC verifies (same key rules as :meth:`signed`)."""
-        return security.mic_equal(self._compute_mic(key, join_req_type, join_eui, dev_nonce), self.mic)
+        mic = self._compute_mic(key, join_req_type, join_eui, dev_nonce, lorawan_1_1)
+        return security.mic_equal(mic, self.mic)
 
-    def _compute_mic(self, key: AESKey, join_req_type: int, join_eui: EUI64 | None, dev_nonce: int | None) -> bytes:
-        if self.dl_settings.opt_neg:
+    def _compute_mic(
+        self,
+        key: AESKey,
+        join_req_type: int,
+        join_eui: EUI64 | None,
+        dev_nonce: int | None,
+        lorawan_1_1: bool | None,
+    ) -> bytes:
+        if self.dl_settings.opt_neg and lorawan_1_1 is not False:
             if join_eui is None or dev_nonce is None:
                 raise FrameError(
                     "a 1.1 join-accept with OptNeg=1 needs JoinEUI and DevNonce for its MIC", field="MIC"
