@@ -50,7 +50,7 @@ class AESKey:
 
     def encrypt(self, blocks: bytes) -> bytes:
         """AES-128-ECB encrypt whole 16-byte blocks."""
-        if len(blocks) % 16:
+        if len(blocks) & 15:
             raise ValueError(f"AES-ECB needs whole 16-byte blocks, got {len(blocks)} bytes")
         try:
             return self._enc.update(blocks)
@@ -59,7 +59,7 @@ class AESKey:
 
     def decrypt(self, blocks: bytes) -> bytes:
         """AES-128-ECB decrypt whole 16-byte blocks."""
-        if len(blocks) % 16:
+        if len(blocks) & 15:
             raise ValueError(f"AES-ECB needs whole 16-byte blocks, got {len(blocks)} bytes")
         try:
             return self._dec.update(blocks)

@@ -196,6 +196,8 @@ def crypt_frm_payload(key: AESKey, direction: int, dev_addr_wire: bytes, fcnt: i
     n = len(payload)
     if n <= 16:
         stream = key.encrypt(prefix + b"\x01")
+    elif n <= 32:
+        stream = key.encrypt(prefix + b"\x01" + prefix + b"\x02")
     else:
         stream = key.encrypt(b"".join([prefix + _INDEX[i] for i in range(1, ((n + 15) >> 4) + 1)]))
     return (int.from_bytes(payload, "big") ^ int.from_bytes(stream[:n], "big")).to_bytes(n, "big")
