@@ -27,6 +27,13 @@ def earlier_candidate(fcnt16: int, next_expected: int) -> int | None:
     return value if value >= 0 else None
 
 
+def replay_candidates(fcnt16: int, last: int) -> list[int]:
+    """Counters ≤ ``last`` a rejected frame may carry, most recent first: the previous value
+    with these 16 LSB, and the raw 16-bit value (a device whose counters were reset)."""
+    values = {earlier_candidate(fcnt16, last + 1), fcnt16}
+    return sorted((v for v in values if v is not None and v <= last), reverse=True)
+
+
 class Verdict(str, Enum):
     """What a receiver concludes about a frame counter."""
 

@@ -68,13 +68,38 @@ def _check_mic(mic: bytes) -> None:
         raise FrameError(f"MIC must be 4 bytes, got {len(mic)}", field="MIC")
 
 
+class _CmacSigned:
+    """A frame whose MIC is the plain CMAC of everything before it (join- and rejoin-requests)."""
+
+    __slots__ = ()
+
+    def signed_part(self) -> bytes:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """The on-air PHYPayload."""
+        _check_mic(self.mic)  # type: ignore[attr-defined]
+        return self.signed_part() + self.mic  # type: ignore[attr-defined]
+
+    def signed(self, key: AESKey):  # type: ignore[no-untyped-def]
+        """A copy with the MIC computed with ``key``."""
+        return _replace_mic(self, security.cmac4(key, self.signed_part()))
+
+    def mic_valid(self, key: AESKey) -> bool:
+        """True if the MIC verifies with ``key``."""
+        return security.mic_equal(security.cmac4(key, self.signed_part()), self.mic)  # type: ignore[attr-defined]
+
+
 # ---------------------------------------------------------------------------------------------
 # Join-request
 
 
 @dataclass(frozen=True, slots=True)
-class JoinRequest:
-    """Join-request: ``MHDR | JoinEUI | DevEUI | DevNonce | MIC`` (23 bytes)."""
+class JoinRequest(_CmacSigned):
+    """Join-request: ``MHDR | JoinEUI | DevEUI | DevNonce | MIC`` (23 bytes).
+
+    ``signed(key)``/``mic_valid(key)``: the key is AppKey for 1.0.x, NwkKey for 1.1.
+    """
 
     join_eui: EUI64
     dev_eui: EUI64
@@ -94,19 +119,6 @@ class JoinRequest:
             + EUI64(self.dev_eui).wire
             + self.dev_nonce.to_bytes(2, "little")
         )
-
-    def to_bytes(self) -> bytes:
-        """The on-air PHYPayload."""
-        _check_mic(self.mic)
-        return self.signed_part() + self.mic
-
-    def signed(self, key: AESKey) -> "JoinRequest":
-        """A copy with the MIC computed with ``key`` (AppKey for 1.0.x, NwkKey for 1.1)."""
-        return _replace_mic(self, security.join_request_mic(key, self.signed_part()))
-
-    def mic_valid(self, key: AESKey) -> bool:
-        """True if the MIC verifies with ``key``."""
-        return security.mic_equal(security.join_request_mic(key, self.signed_part()), self.mic)
 
     @classmethod
     def _decode(cls, data: bytes, major: int) -> "JoinRequest":
@@ -350,8 +362,11 @@ _JOIN_ACCEPT_LAYOUT = (
 
 
 @dataclass(frozen=True, slots=True)
-class RejoinRequest:
-    """Rejoin-request (1.1). Types 0 and 2 carry NetID, type 1 carries JoinEUI."""
+class RejoinRequest(_CmacSigned):
+    """Rejoin-request (1.1). Types 0 and 2 carry NetID, type 1 carries JoinEUI.
+
+    ``signed(key)``/``mic_valid(key)``: SNwkSIntKey for types 0/2, JSIntKey for type 1.
+    """
 
     rejoin_type: int
     dev_eui: EUI64
@@ -377,17 +392,6 @@ class RejoinRequest:
         else:
             raise FrameError(f"RejoinType must be 0, 1 or 2, got {self.rejoin_type}", field="RejoinType", offset=1)
         return head + body + EUI64(self.dev_eui).wire + self.rj_count.to_bytes(2, "little")
-
-    def to_bytes(self) -> bytes:
-        _check_mic(self.mic)
-        return self.signed_part() + self.mic
-
-    def signed(self, key: AESKey) -> "RejoinRequest":
-        """A copy with the MIC computed: SNwkSIntKey for types 0/2, JSIntKey for type 1."""
-        return _replace_mic(self, security.cmac4(key, self.signed_part()))
-
-    def mic_valid(self, key: AESKey) -> bool:
-        return security.mic_equal(security.cmac4(key, self.signed_part()), self.mic)
 
     @classmethod
     def _decode(cls, data: bytes, major: int) -> "RejoinRequest":

@@ -125,8 +125,7 @@ def link_check_ans(margin_db: int, gw_cnt: int) -> MacCommand:
 
 def device_time_ans(gps_time_s: float) -> MacCommand:
     """DeviceTimeAns: seconds since the GPS epoch (uint32) and 1/256 s fractions."""
-    whole = int(gps_time_s)
-    frac = int(round((gps_time_s - whole) * 256)) & 0xFF
+    whole, frac = divmod(round(gps_time_s * 256), 256)  # a fraction rounding up to 1 s carries
     return MacCommand(0x0D, (whole & 0xFFFFFFFF).to_bytes(4, "little") + bytes((frac,)), uplink=False)
 
 

@@ -46,11 +46,6 @@ def mic_equal(a: bytes, b: bytes) -> bool:
 # --- join --------------------------------------------------------------------------------------
 
 
-def join_request_mic(key: AESKey, signed_part: bytes) -> bytes:
-    """Join-request (and 1.0 rejoin) MIC: CMAC over MHDR..DevNonce, AppKey (1.0) or NwkKey (1.1)."""
-    return cmac4(key, signed_part)
-
-
 def join_accept_mic_10(key: AESKey, signed_part: bytes) -> bytes:
     """Join-accept MIC for 1.0.x, and 1.1 with OptNeg=0: CMAC over MHDR..CFList."""
     return cmac4(key, signed_part)

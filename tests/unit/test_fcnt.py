@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hil.lorawan.fcnt import Verdict, check, earlier_candidate, reconstruct
+from hil.lorawan.fcnt import Verdict, check, earlier_candidate, reconstruct, replay_candidates
 
 
 def test_reconstruct_across_16_bit_rollover() -> None:
@@ -41,3 +41,16 @@ def test_reconstruct_properties(next_expected: int, fcnt16: int) -> None:
     earlier = earlier_candidate(fcnt16, next_expected)
     if earlier is not None:
         assert earlier & 0xFFFF == fcnt16 and next_expected - 0x10000 <= earlier < next_expected
+
+
+def test_replay_candidates() -> None:
+    assert replay_candidates(7, 9) == [7]
+    assert replay_candidates(7, 0x10009) == [0x10007, 7]
+    assert replay_candidates(12, 9) == []
+
+
+def test_device_time_fraction_carries_into_seconds() -> None:
+    from hil.lorawan.maccommands import device_time_ans
+
+    assert device_time_ans(100.999).fields() == {"gps_time_s": 101.0}
+    assert device_time_ans(100.5).fields() == {"gps_time_s": 100.5}
