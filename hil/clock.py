@@ -10,14 +10,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 GPS_EPOCH_UNIX = 315964800.0  # 1980-01-06T00:00:00Z
 GPS_LEAP_SECONDS = 18  # GPS - UTC since 2017-01-01
 
 
 class Clock(Protocol):
-    """What every rig part needs from time."""
+    """What every rig part needs from time. All durations are rig seconds."""
 
     def now(self) -> float:
         """Rig seconds since the clock started."""
@@ -25,6 +25,22 @@ class Clock(Protocol):
 
     def unix_time(self) -> float:
         """Wall-clock Unix time matching :meth:`now` (for timestamps in reports and DeviceTimeAns)."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` of rig time pass. The only sleep in the framework."""
+        ...
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        """Wait for ``event`` at most ``timeout`` rig seconds; True if it is set."""
+        ...
+
+    def wait_for(self, cond: threading.Condition, predicate: Callable[[], bool], deadline: "Deadline") -> bool:
+        """With ``cond`` held, wait until ``predicate()`` or the deadline; returns the predicate's last value."""
+        ...
+
+    def real_seconds(self, seconds: float) -> float:
+        """How many real seconds ``seconds`` of rig time take."""
         ...
 
 
@@ -48,18 +64,50 @@ class Deadline:
         return self.clock.now() >= self.at
 
 
-class SystemClock:
-    """Real time: a monotonic clock anchored to the wall clock at start."""
+class ScaledClock:
+    """Real time, optionally compressed: rig time runs ``time_scale`` times faster than real time.
 
-    def __init__(self) -> None:
+    ``time_scale=1`` is a real bench's clock. A virtual rig may run at 20: its 5 s join delay
+    then costs 250 ms. Waits are real waits on events and conditions, scaled.
+    """
+
+    def __init__(self, time_scale: float = 1.0) -> None:
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be > 0, got {time_scale!r}")
+        self.time_scale = float(time_scale)
         self._t0 = time.monotonic()
         self._unix0 = time.time()
 
     def now(self) -> float:
-        return time.monotonic() - self._t0
+        return (time.monotonic() - self._t0) * self.time_scale
 
     def unix_time(self) -> float:
         return self._unix0 + self.now()
+
+    def real_seconds(self, seconds: float) -> float:
+        return max(0.0, seconds) / self.time_scale
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds / self.time_scale)
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        return event.wait(self.real_seconds(timeout))
+
+    def wait_for(self, cond: threading.Condition, predicate: Callable[[], bool], deadline: Deadline) -> bool:
+        while not predicate():
+            remaining = deadline.at - self.now()
+            if remaining <= 0:
+                return predicate()
+            cond.wait(self.real_seconds(remaining))
+        return True
+
+
+class SystemClock(ScaledClock):
+    """Real time: a monotonic clock anchored to the wall clock at start (a real bench)."""
+
+    def __init__(self) -> None:
+        super().__init__(1.0)
 
 
 class ManualClock:
@@ -84,6 +132,24 @@ class ManualClock:
         with self._lock:
             self._now += seconds
             return self._now
+
+    def real_seconds(self, seconds: float) -> float:
+        return 0.0
+
+    def sleep(self, seconds: float) -> None:
+        """Sleeping on a manual clock moves it (single-threaded tests)."""
+        if seconds > 0:
+            self.advance(seconds)
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        if not event.is_set() and timeout > 0:
+            self.advance(timeout)
+        return event.is_set()
+
+    def wait_for(self, cond: threading.Condition, predicate: Callable[[], bool], deadline: Deadline) -> bool:
+        if not predicate() and deadline.at > self.now():
+            self.advance(deadline.at - self.now())
+        return predicate()
 
 
 def gps_time(clock: Clock) -> float:

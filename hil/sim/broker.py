@@ -1,0 +1,143 @@
+"""A real MQTT broker for the virtual rig, on an ephemeral loopback port.
+
+``auto``: Debian's mosquitto when installed (fast, reliable), started with a generated config
+(``max_queued_messages 0``: its default of 1000 silently drops QoS1 bursts); otherwise amqtt
+in a subprocess. Readiness is the broker's own word (mosquitto's "Opening ipv4 listen socket"
+log line, our amqtt runner's ``READY``), read from its output with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+BrokerKind = Literal["auto", "mosquitto", "amqtt"]
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be started (a rig fault, not a product failure)."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Broker:
+    """A running broker process. Use as a context manager or call :meth:`stop`."""
+
+    kind: str
+    host: str
+    port: int
+    process: subprocess.Popen[str]
+    _workdir: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Terminate the broker and wait for it (real seconds); kill it if it does not go."""
+        proc = self.process
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout_s)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> "Broker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _await_line(proc: subprocess.Popen[str], stream_name: str, marker: str, timeout_s: float) -> tuple[str | None, str]:
+    """Read ``stream_name`` of ``proc`` until a line containing ``marker``.
+
+    Returns (that line or None on timeout/exit, the last lines seen, for the error message).
+    """
+    stream = getattr(proc, stream_name)
+    found: list[str] = []
+    seen: list[str] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        for line in stream:
+            seen.append(line.rstrip())
+            if marker in line:
+                found.append(line.strip())
+                break
+        done.set()
+
+    threading.Thread(target=reader, name=f"broker-{stream_name}", daemon=True).start()
+    done.wait(timeout_s)  # real time: infrastructure start-up, before any rig clock exists
+    return (found[0] if found else None), "\n".join(seen[-5:])
+
+
+def mosquitto_path() -> str | None:
+    """Where Debian's mosquitto is, if installed (/usr/sbin is not on every PATH)."""
+    return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+
+
+def start_mosquitto(timeout_s: float = 5.0, attempts: int = 3) -> Broker:
+    """Start mosquitto on a free loopback port (retrying if another process took the port)."""
+    exe = mosquitto_path()
+    if exe is None:
+        raise BrokerError("mosquitto is not installed (Debian: apt-get install mosquitto)")
+    tail = ""
+    for _ in range(attempts):
+        port = _free_port()
+        workdir = tempfile.mkdtemp(prefix="hil-mosquitto-")
+        conf = os.path.join(workdir, "mosquitto.conf")
+        with open(conf, "w", encoding="utf-8") as f:
+            f.write(
+                f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
+                "persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
+                "log_type information\n"
+            )
+        proc = subprocess.Popen([exe, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        broker = Broker("mosquitto", "127.0.0.1", port, proc, workdir)
+        line, tail = _await_line(proc, "stderr", f"listen socket on port {port}", timeout_s)
+        if line is not None:
+            return broker
+        broker.stop()
+    raise BrokerError(f"mosquitto did not start listening within {timeout_s} s; its last output: {tail or '(none)'}")
+
+
+def start_amqtt(timeout_s: float = 10.0) -> Broker:
+    """Start amqtt in a subprocess (see :mod:`hil.sim.amqtt_broker`)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hil.sim.amqtt_broker"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    line, _ = _await_line(proc, "stdout", "READY", timeout_s)
+    if line is None:
+        Broker("amqtt", "127.0.0.1", 0, proc).stop()
+        raise BrokerError(f"amqtt broker did not report READY within {timeout_s} s")
+    return Broker("amqtt", "127.0.0.1", int(line.split()[1]), proc)
+
+
+def start_broker(kind: BrokerKind = "auto") -> Broker:
+    """Start the broker a rig file asks for (``broker: auto`` prefers mosquitto)."""
+    if kind == "mosquitto" or (kind == "auto" and mosquitto_path() is not None):
+        return start_mosquitto()
+    if kind in ("auto", "amqtt"):
+        return start_amqtt()
+    raise BrokerError(f"unknown broker kind {kind!r}; expected auto, mosquitto or amqtt")
