@@ -152,6 +152,19 @@ class FirmwareApi(Protocol):
 # --- MAC <-> firmware --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class MacCredentials:
+    """Identity and root keys the MAC works with (read from NVM at boot). ``repr`` hides keys."""
+
+    dev_eui: EUI64
+    join_eui: EUI64
+    app_key: AESKey | None
+    nwk_key: AESKey | None = None
+    activation: Literal["otaa", "abp"] = "otaa"
+    abp_dev_addr: DevAddr | None = None
+    abp_keys: SessionKeys | None = None
+
+
 @dataclass
 class MacState:
     """What the LoRaWAN MAC keeps in NVM. Counters are full 32-bit values.
