@@ -2,8 +2,8 @@
 
 ``auto``: Debian's mosquitto when installed (fast, reliable), started with a generated config
 (``max_queued_messages 0``: its default of 1000 silently drops QoS1 bursts); otherwise amqtt
-in a subprocess. Readiness is the broker's own word (mosquitto's "Opening ipv4 listen socket"
-log line, our amqtt runner's ``READY``), read from its output with a deadline.
+in a subprocess. Readiness is the broker's own word (mosquitto's "... running" log line, printed
+after its listeners are open; our amqtt runner's ``READY``), read from its output with a deadline.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ def start_mosquitto(timeout_s: float = 5.0, attempts: int = 3) -> Broker:
             )
         proc = subprocess.Popen([exe, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         broker = Broker("mosquitto", "127.0.0.1", port, proc, workdir)
-        line, tail = _await_line(proc, "stderr", f"listen socket on port {port}", timeout_s)
-        if line is not None:
+        line, tail = _await_line(proc, "stderr", " running", timeout_s)  # printed once listeners are open
+        if line is not None and proc.poll() is None:
             return broker
         broker.stop()
     raise BrokerError(f"mosquitto did not start listening within {timeout_s} s; its last output: {tail or '(none)'}")

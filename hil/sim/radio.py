@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,7 +78,7 @@ class RadioMedium:
         self.path_loss_db = path_loss_db
         self._nodes: list[RadioNode] = []
         self._lock = threading.Lock()
-        self.log: list[Transmission] = []
+        self.log: deque[Transmission] = deque(maxlen=4096)  # the most recent transmissions, for evidence
 
     def attach(self, node: RadioNode) -> None:
         with self._lock:
@@ -87,6 +88,11 @@ class RadioMedium:
         with self._lock:
             if node in self._nodes:
                 self._nodes.remove(node)
+
+    def in_flight(self, now: float) -> list[Transmission]:
+        """Transmissions still on air at ``now`` (what a preamble detector can lock on to)."""
+        with self._lock:
+            return [tx for tx in self.log if tx.end >= now]
 
     def transmit(self, tx: Transmission) -> None:
         """Put ``tx`` on air; each other node's :meth:`RadioNode.on_air` runs at ``tx.end``."""
