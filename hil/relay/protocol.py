@@ -51,8 +51,19 @@ class RelayKey:
     __slots__ = ("_enc", "_dec")
 
     def __init__(self, passphrase: str) -> None:
-        key = hashlib.sha256(passphrase.encode("utf-8")).digest()
-        cipher = Cipher(algorithms.AES(key), modes.ECB())
+        self._set(hashlib.sha256(passphrase.encode("utf-8")).digest())
+
+    @classmethod
+    def from_k(cls, k: bytes) -> "RelayKey":
+        """The key from K itself (a relay keeps K in NVM, never the passphrase)."""
+        if len(k) != 32:
+            raise ValueError(f"relay key K must be 32 bytes, got {len(k)} (value not shown)")
+        key = cls.__new__(cls)
+        key._set(bytes(k))
+        return key
+
+    def _set(self, k: bytes) -> None:
+        cipher = Cipher(algorithms.AES(k), modes.ECB())
         self._enc = cipher.encryptor()
         self._dec = cipher.decryptor()
 

@@ -936,8 +936,5 @@ class DeviceMac:
 
     def _persist(self, then: Callable[[], None] | None, **changes: object) -> None:
         """Write ``changes`` to NVM; ``then`` runs (as an entry point) once committed."""
-        on_done = None
-        if then is not None:
-            def on_done() -> None:
-                self._entry(then)
+        on_done = None if then is None else (lambda: self._entry(then))
         self._storage.persist(on_done=on_done, **changes)
