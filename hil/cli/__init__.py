@@ -20,12 +20,13 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every sub-command registered."""
-    from hil.cli import frame
+    from hil.cli import frame, sim
 
     parser = _Parser(prog="python -m hil", description="LoRaWAN hardware-in-the-loop test framework")
     parser.add_argument("--version", action="version", version=f"hil {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     frame.register(commands)
+    sim.register(commands)
     return parser
 
 

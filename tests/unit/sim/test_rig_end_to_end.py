@@ -10,7 +10,7 @@ from typing import Iterator
 import pytest
 
 from hil.relay.protocol import Command, RelayKey, RelayMessage, encode
-from tests.unit.sim.rig_harness import Bench, open_bench, sim_config
+from hil.sim.bench import Bench, open_bench, sim_config
 
 KEY = RelayKey("hil-virtual-relay")
 

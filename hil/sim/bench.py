@@ -1,11 +1,13 @@
-"""A virtual rig driven the way the framework will drive a real one: pyserial on the console,
+"""A virtual rig driven the way the framework drives a real one: pyserial on the console,
 pyvisa-py on the SCPI instruments, the reference network server behind the gateway transport.
-No test lives here."""
+
+Used by ``python -m hil sim --smoke`` (a join and a relay round trip on the virtual bench), by
+the virtual-rig tests and by ``bench/bench_virtual_rig.py``.
+"""
 
 from __future__ import annotations
 
 import queue
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,12 +24,12 @@ from hil.relay.protocol import FPORT, RelayKey, RelayMessage, decode
 from hil.sim.config import SimConfig, load_sim_config
 from hil.sim.rig import VirtualRig
 
-ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_RIG = Path(__file__).resolve().parents[2] / "rigs" / "sim.yaml"
 
 
-def sim_config(**dut: Any) -> SimConfig:
-    """rigs/sim.yaml with some ``dut`` fields (or ``time_scale``/``gateway``/``feedback``) replaced."""
-    base = load_sim_config(ROOT / "rigs" / "sim.yaml")
+def sim_config(rig_file: Path = DEFAULT_RIG, **dut: Any) -> SimConfig:
+    """A rig file's sim: section with some ``dut`` fields (or ``time_scale``/``gateway``/``feedback``) replaced."""
+    base = load_sim_config(rig_file)
     top = {k: dut.pop(k) for k in ("time_scale", "gateway", "feedback") if k in dut}
     if "gateway" in top:
         top["gateway"] = base.gateway.model_copy(update=top["gateway"])
@@ -134,5 +136,56 @@ def open_bench(config: SimConfig) -> Iterator[Bench]:
             udp.close()
 
 
-def threads_now() -> set[str]:
-    return {t.name for t in threading.enumerate()}
+
+
+# Console words of each dialect the smoke run needs (the full dialects live in hil/sim/dut/console).
+_JOINED = {"rak3172": "+EVT:JOINED", "lora-e5": "+JOIN: Network joined"}
+
+
+def wait_booted(bench: Bench, timeout_rig_s: float = 10.0) -> None:
+    """Poke the console with ``AT`` until the DUT answers (it is silent until booted)."""
+    deadline = Deadline.after(bench.clock, timeout_rig_s)
+    while not deadline.expired:
+        bench.send("AT")
+        try:
+            bench.expect("OK", timeout_rig_s=min(1.0, max(0.05, deadline.remaining)))
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"the DUT did not answer AT within {timeout_rig_s} rig s of power-up")
+
+
+def smoke(config: SimConfig, say: Any = print) -> None:
+    """Power up, join and switch the relay on and off through the network; raise AssertionError if
+    any step fails. Each step is printed with its rig time."""
+    from hil.relay.protocol import Command, encode
+
+    passphrase = config.dut.relay_passphrase
+    if passphrase is None:
+        raise AssertionError("the rig file sets no sim.dut.relay_passphrase: the relay cannot be commanded")
+    key = RelayKey(passphrase.get_secret_value())
+    for bench in open_bench(config):
+        t = bench.clock.now
+        say(f"[{t():8.3f}] rig up: " + "; ".join(bench.rig.endpoints.lines()[:2]))  # type: ignore[union-attr]
+        bench.power(True)
+        wait_booted(bench)
+        say(f"[{t():8.3f}] DUT answers on its console ({config.dut.dialect})")
+        bench.send("AT+JOIN")
+        bench.expect(_JOINED[config.dut.dialect], timeout_rig_s=120)
+        say(f"[{t():8.3f}] joined")
+        hello = bench.relay_uplink(key)
+        say(f"[{t():8.3f}] relay says expected counter {hello.fcnt}, output {'on' if hello.relay_state else 'off'}")
+        fcnt = hello.fcnt
+        for on in (True, False):
+            cmd = RelayMessage(Command.SET_OUTPUT, fcnt, 0, bytes([int(on), 0, 0, 0, 0, 0]))
+            bench.ns.enqueue_downlink(config.dut.dev_eui, FPORT, encode(cmd, key))
+            answer = bench.relay_uplink(key)
+            fcnt += 1
+            volts = float(bench.dmm.query("MEAS:VOLT:AC?")) if bench.dmm is not None else None
+            say(f"[{t():8.3f}] SET {'on' if on else 'off'}: relay reports {answer.output_voltage} V, "
+                f"meter reads {volts} V")
+            if answer.relay_state != on or answer.mains_sensed != on:
+                raise AssertionError(f"SET {'on' if on else 'off'}: the relay answered state {answer.relay_state}, "
+                                     f"mains sensed {answer.mains_sensed}")
+        bench.power(False)
+        say(f"[{t():8.3f}] supply off; smoke run passed")
