@@ -53,7 +53,15 @@ from hil.lorawan.version import LoRaWANVersion
 from hil.sim.dut.interfaces import DownlinkReceived, MacCredentials, MacHost, MacState, MacStorage
 from hil.sim.dut.mac_dutycycle import DutyCycle
 from hil.sim.dut.mac_frames import AcceptedJoin, join_request, open_downlink, open_join_accept, seal_uplink
-from hil.sim.dut.mac_windows import RxParams, RxWindow, class_a_windows, join_rx_params, make_window, still_on_air
+from hil.sim.dut.mac_windows import (
+    RxParams,
+    RxWindow,
+    class_a_windows,
+    join_rx_params,
+    make_window,
+    preamble_lock_deadline,
+    still_on_air,
+)
 from hil.sim.radio import RadioMedium, Reception, Transmission
 from hil.sim.scheduler import Scheduler, Timer
 
@@ -840,7 +848,10 @@ class DeviceMac:
         window = make_window(self._region, "C", since, rx.rx2_frequency_hz, rx.rx2_dr)
         if not window.matches(tx) or tx.start < since:
             return False
-        return not any(a < tx.end and tx.start < b for a, b in self._deaf)
+        # Deaf (transmitting, or in RX1) at any moment from the last chance to catch the preamble
+        # to the end of the frame loses it; a short RX1 early in a long preamble does not.
+        listen_from = preamble_lock_deadline(tx)
+        return not any(a < tx.end and listen_from < b for a, b in self._deaf)
 
     def _join_accept(self, cycle: _Cycle, reception: Reception) -> AcceptedJoin | None:
         keys = self._root_keys()

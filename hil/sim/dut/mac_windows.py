@@ -31,6 +31,10 @@ PREAMBLE_TIMEOUT_MARGIN_S = 0.001
 """Added to the preamble timeout (timer granularity of a real stack)."""
 
 EARLY_TOLERANCE_SYMBOLS = 1
+# A continuously listening receiver (Class C) still locks on to a frame whose preamble began while it
+# was busy elsewhere, if it is back for this many of the 8 preamble symbols.
+PREAMBLE_SYMBOLS = 8
+MIN_PREAMBLE_LOCK_SYMBOLS = 5
 """A preamble may start this many symbols before the window opens and still be caught."""
 
 RX1_LATE_BY_S = 0.1
@@ -139,3 +143,9 @@ def still_on_air(window: RxWindow, transmissions: list[Transmission], now: float
     """The frames ``window`` locked on that have not ended by ``now``: what the radio's preamble
     detector knows when the window's timeout expires (the medium delivers each at its end)."""
     return [tx for tx in transmissions if tx.end >= now and window.hears(tx)]
+
+
+def preamble_lock_deadline(tx: Transmission) -> float:
+    """The latest time a receiver may start listening and still lock on to ``tx`` (rig seconds)."""
+    sym = symbol_time(tx.spreading_factor, tx.bandwidth_hz)
+    return tx.start + (PREAMBLE_SYMBOLS - MIN_PREAMBLE_LOCK_SYMBOLS) * sym

@@ -272,6 +272,25 @@ def test_class_c_is_deaf_while_transmitting() -> None:
     assert [e.slot for _, e in bench.host.downlinks] == ["C"]
 
 
+def test_class_c_catches_a_frame_whose_preamble_overlaps_a_short_rx1() -> None:
+    """An SF12 Class C frame starting just as RX1 opens: RX1 times out within a few ms at SF7, the
+    receiver is back on RX2 parameters with most of the 262 ms preamble still to come."""
+    bench = make_bench("1.0.4", activation="abp", device_class="C")
+    mac = bench.boot()
+    assert mac.send(1, b"x") is None
+    bench.run_until(lambda: bool(bench.data_uplinks()), 1, step_s=0.001)
+    up = bench.data_uplinks()[0][0]
+    phy = seal_frame(MType.UNCONFIRMED_DATA_DOWN, ABP_DEV_ADDR, session_keys_10(), 0, fport=3,
+                     frm_payload=b"c").to_bytes()
+    airtime = time_on_air(len(phy), 12, 125_000, crc=False)
+    start = up.end + 1.0  # RX1 opens now (RECEIVE_DELAY1) on the uplink channel at SF7
+    bench.run(start - bench.clock.now())
+    bench.medium.transmit(Transmission(phy, 869_525_000, 12, 125_000, "4/5", 14.0, start, start + airtime, True,
+                                       "gateway"))
+    bench.run(5)
+    assert [e.slot for _, e in bench.host.downlinks] == ["C"]
+
+
 # --- 1.1 MAC commands ------------------------------------------------------------------------------
 
 
