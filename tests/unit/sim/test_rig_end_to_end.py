@@ -4,6 +4,8 @@ virtual gateway and the reference network server."""
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from typing import Iterator
 
@@ -11,6 +13,7 @@ import pytest
 
 from hil.relay.protocol import Command, RelayKey, RelayMessage, encode
 from hil.sim.bench import Bench, open_bench, sim_config
+from hil.sim.rig import VirtualRig
 
 KEY = RelayKey("hil-virtual-relay")
 
@@ -66,13 +69,29 @@ def test_join_over_semtech_udp(bench: Bench) -> None:
     assert any(e.mtype == "join_accept" for e in bench.ns.events.events())
 
 
+def _port_open(resource: str) -> bool:
+    host, port = resource.split("::")[1:3]
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def test_rig_stops_without_leftovers() -> None:
     before = {t.name for t in threading.enumerate()}
     gen = open_bench(sim_config())
     bench = next(gen)
     broker = bench.rig.broker
-    console_path = bench.rig.endpoints.console_path  # type: ignore[union-attr]
+    endpoints = bench.rig.endpoints
+    assert endpoints is not None and _port_open(endpoints.psu_resource) and _port_open(endpoints.dmm_resource or "")
     gen.close()
     assert {t.name for t in threading.enumerate()} <= before
     assert broker is not None and broker.process.poll() is not None
-    assert console_path
+    assert not _port_open(endpoints.psu_resource) and not _port_open(endpoints.dmm_resource or "")
+    assert not os.path.exists(endpoints.nvm_file)  # the temporary NVM of a fresh device is gone too
+
+
+def test_unknown_defect_is_refused_before_anything_starts() -> None:
+    with pytest.raises(ValueError, match="no_such_bug"):
+        VirtualRig(sim_config(defects=("no_such_bug",)))
