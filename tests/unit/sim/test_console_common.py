@@ -9,7 +9,6 @@ import threading
 
 import pytest
 
-from hil.clock import ScaledClock
 from hil.lorawan.types import DevAddr
 from hil.sim.dut.console import LineAssembler, UnknownDialectError, known_dialects, open_console
 from hil.sim.dut.console.lora_e5 import LoraE5Dialect
@@ -22,20 +21,6 @@ SYNC = {"rak3172": b"\r\nOK\r\n", "lora-e5": b"+AT: OK\r\n"}
 OVERLONG = {"rak3172": b"\r\nAT_ERROR\r\n", "lora-e5": b"+AT: ERROR(-21)\r\n"}
 INTERNAL = {"rak3172": b"\r\nAT_ERROR\r\n", "lora-e5": b"+AT: ERROR(-1)\r\n"}
 RAK_BANNER_END = b"LoRaWAN.\r\n"
-
-
-@pytest.fixture
-def scheduler():
-    sched = Scheduler(ScaledClock(time_scale=100))
-    sched.start()
-    yield sched
-    sched.stop()
-    assert not sched.errors
-
-
-@pytest.fixture
-def fw() -> FakeFirmware:
-    return FakeFirmware()
 
 
 @pytest.fixture(params=["rak3172", "lora-e5"])

@@ -7,7 +7,6 @@ import logging
 import pytest
 import serial
 
-from hil.clock import ScaledClock
 from hil.lorawan.types import EUI64, DevAddr
 from hil.sim.dut.console import Console, open_console
 from hil.sim.dut.console.lora_e5 import net_id_of
@@ -16,20 +15,6 @@ from hil.sim.scheduler import Scheduler
 from tests.unit.sim.fake_firmware import FakeFirmware, command, open_serial, read_until
 
 APP_KEY = "2B7E151628AED2A6ABF7158809CF4F3C"
-
-
-@pytest.fixture
-def scheduler():
-    sched = Scheduler(ScaledClock(time_scale=100))
-    sched.start()
-    yield sched
-    sched.stop()
-    assert not sched.errors
-
-
-@pytest.fixture
-def fw() -> FakeFirmware:
-    return FakeFirmware()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import logging
 import pytest
 import serial
 
-from hil.clock import ScaledClock
 from hil.lorawan.crypto import AESKey
 from hil.lorawan.region import get_region
 from hil.lorawan.types import EUI64, DevAddr
@@ -23,20 +22,6 @@ NWK_KEY = "603DEB1015CA71BE2B73AEF0857D7781"
 
 def status(word: str) -> bytes:
     return b"\r\n" + word.encode() + b"\r\n"
-
-
-@pytest.fixture
-def scheduler():
-    sched = Scheduler(ScaledClock(time_scale=100))
-    sched.start()
-    yield sched
-    sched.stop()
-    assert not sched.errors
-
-
-@pytest.fixture
-def fw() -> FakeFirmware:
-    return FakeFirmware()
 
 
 @pytest.fixture

@@ -7,27 +7,12 @@ import logging
 import pytest
 import serial
 
-from hil.clock import ScaledClock
 from hil.sim.dut.console import open_console
 from hil.sim.scheduler import Scheduler
 from tests.unit.sim.fake_firmware import FakeFirmware, command, open_serial, read_until
 
 PASSPHRASE = "zebra-quartz-7731"
 AT_SYNC = {"rak3172": b"\r\nOK\r\n", "lora-e5": b"+AT: OK\r\n"}
-
-
-@pytest.fixture
-def scheduler():
-    sched = Scheduler(ScaledClock(time_scale=100))
-    sched.start()
-    yield sched
-    sched.stop()
-    assert not sched.errors
-
-
-@pytest.fixture
-def fw() -> FakeFirmware:
-    return FakeFirmware()
 
 
 @pytest.fixture(params=["rak3172", "lora-e5"])

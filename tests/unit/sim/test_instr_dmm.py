@@ -19,7 +19,7 @@ OVERLOAD = "+9.90000000E+37"
 
 @pytest.fixture(scope="module")
 def rm() -> Iterator[pyvisa.ResourceManager]:
-    manager = pyvisa.ResourceManager("@py")  # never list_resources(): it broadcasts on the LAN
+    manager = pyvisa.ResourceManager("@py")  # open resources by name: listing them broadcasts on the LAN
     yield manager
     manager.close()
 

@@ -1,0 +1,25 @@
+"""Fixtures shared by the virtual-rig tests: a running scheduler and a fake firmware (console tests)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from hil.clock import ScaledClock
+from hil.sim.scheduler import Scheduler
+from tests.unit.sim.fake_firmware import FakeFirmware
+
+
+@pytest.fixture
+def scheduler() -> Iterator[Scheduler]:
+    sched = Scheduler(ScaledClock(time_scale=100))
+    sched.start()
+    yield sched
+    sched.stop()
+    assert not sched.errors
+
+
+@pytest.fixture
+def fw() -> FakeFirmware:
+    return FakeFirmware()
