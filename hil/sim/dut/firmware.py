@@ -18,10 +18,8 @@ Lifecycle (all on the rig scheduler):
   reboots, :meth:`Firmware.halt`/:meth:`Firmware.resume` model an SWD halt (no radio, no events,
   timers deferred until resume), :meth:`Firmware.swd_reset` reboots keeping NVM.
 
-Per-boot isolation: each boot has a context whose scheduler and radio medium are guarded proxies
-handed to the MAC. When the boot dies, its proxies drop every callback and reception; while the
-core is halted they defer timers and drop receptions. So a stale callback of a previous boot can
-never act, even if a component forgot to cancel it.
+Per-boot isolation: each boot has a context (:mod:`hil.sim.dut.boot`) whose scheduler and radio
+medium are guarded proxies handed to the MAC, so a stale callback of a previous boot never acts.
 
 Threads: console threads call the :class:`~hil.sim.dut.interfaces.FirmwareApi` methods. They check
 what they can answer at once under ``_lock`` (running, keys, busy, payload size) and hand the
@@ -37,7 +35,6 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal, Sequence
 
@@ -46,7 +43,6 @@ from hil.lorawan.region import Region
 from hil.lorawan.security import SessionKeys
 from hil.lorawan.types import EUI64, DevAddr
 from hil.lorawan.version import LoRaWANVersion
-from hil.relay.protocol import FPORT as RELAY_FPORT
 from hil.sim.dut.defects import MAC_DEFECTS, validate_defects
 from hil.sim.dut.electrical import BoardLoad, ElectricalSpec, Supervisor
 from hil.sim.dut.interfaces import (
@@ -60,19 +56,19 @@ from hil.sim.dut.interfaces import (
     RelayChanged,
     TxDone,
 )
+from hil.sim.dut.boot import Boot, BootHost, BootRelayPlatform
 from hil.sim.dut.memory import DutMemory
 from hil.sim.dut.nvm import Key256, Nvm, NvmLayout, NvmMacStorage, NvmView
 from hil.relay.protocol import RelayKey
 from hil.sim.dut.relay_app import RelayApp, relay_key_k
 from hil.sim.mains import RelayContact
 from hil.sim.power import SupplyChannel
-from hil.sim.radio import RadioMedium, Reception, Transmission
+from hil.sim.radio import RadioMedium
 from hil.sim.scheduler import Scheduler, Timer
 
 log = logging.getLogger(__name__)
 
 BootReason = Literal["power_on", "reset", "brown_out", "swd_reset", "factory_reset"]
-UPLINK_RETRY_S = 0.25
 RELAY_SF_RANGE = range(7, 13)
 RELAY_TX_DBM_RANGE = range(2, 16)
 
@@ -136,191 +132,6 @@ class _Settings:
 # --- one boot's world --------------------------------------------------------------------------
 
 
-class _Boot:
-    """Everything one boot owns; ``alive`` False makes every guarded callback of it a no-op."""
-
-    def __init__(self, fw: "Firmware", seq: int) -> None:
-        self.seq = seq
-        self.alive = True
-        self.deferred: list[tuple[Timer | None, Callable[..., Any], tuple[Any, ...]]] = []
-        self.sched = _GuardedScheduler(fw, self)
-        self.medium = _GuardedMedium(fw, self)
-        self.mac: Any = None
-        self.mac_inputs: tuple[Any, ...] = ()
-        self.relay: RelayApp | None = None
-        self.uplinks = _UplinkQueue(fw, self)
-        self.join_pending = False
-        self.console_tx_pending = False
-
-
-class _GuardedScheduler:
-    """The scheduler as the MAC and the relay app see it: a dead boot's timers do nothing, a halted
-    core's timers wait for :meth:`Firmware.resume`."""
-
-    def __init__(self, fw: "Firmware", boot: _Boot) -> None:
-        self._fw = fw
-        self._boot = boot
-        self._real = fw.scheduler
-        self.clock = fw.scheduler.clock
-        self.name = fw.scheduler.name
-
-    def call_at(self, at: float, fn: Callable[..., Any], *args: Any, name: str = "") -> Timer:
-        holder: list[Timer] = []
-
-        def fire(*a: Any) -> None:
-            self._fw._run_guarded(self._boot, holder[0] if holder else None, fn, a)
-
-        timer = self._real.call_at(at, fire, *args, name=name or getattr(fn, "__name__", "dut-callback"))
-        holder.append(timer)
-        return timer
-
-    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any, name: str = "") -> Timer:
-        return self.call_at(self.clock.now() + max(0.0, delay), fn, *args, name=name)
-
-    def call_soon(self, fn: Callable[..., Any], *args: Any, name: str = "") -> Timer:
-        return self.call_at(self.clock.now(), fn, *args, name=name)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
-class _GuardedNode:
-    def __init__(self, fw: "Firmware", boot: _Boot, node: Any) -> None:
-        self._fw, self._boot, self._node = fw, boot, node
-
-    @property
-    def name(self) -> str:
-        return self._node.name
-
-    def on_air(self, reception: Reception) -> None:
-        # a halted core services no radio interrupt: the frame is lost
-        if self._boot.alive and not self._fw._halted:
-            self._node.on_air(reception)
-
-
-class _GuardedMedium:
-    """The radio medium as the MAC sees it: receptions reach the MAC only while its boot lives and
-    the core runs; transmissions only from a living boot."""
-
-    def __init__(self, fw: "Firmware", boot: _Boot) -> None:
-        self._fw, self._boot = fw, boot
-        self._real: RadioMedium = fw.medium
-        self._nodes: dict[int, _GuardedNode] = {}
-
-    def attach(self, node: Any) -> None:
-        wrapper = _GuardedNode(self._fw, self._boot, node)
-        self._nodes[id(node)] = wrapper
-        self._real.attach(wrapper)
-
-    def detach(self, node: Any) -> None:
-        wrapper = self._nodes.pop(id(node), None)
-        if wrapper is not None:
-            self._real.detach(wrapper)
-
-    def detach_all(self) -> None:
-        for wrapper in list(self._nodes.values()):
-            self._real.detach(wrapper)
-        self._nodes.clear()
-
-    def transmit(self, tx: Transmission) -> None:
-        if self._boot.alive:
-            self._real.transmit(tx)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
-class _BootHost:
-    """The MacHost of one boot (calls from a dead boot's MAC are dropped)."""
-
-    def __init__(self, fw: "Firmware", boot: _Boot) -> None:
-        self._fw, self._boot = fw, boot
-
-    def mac_joined(self, dev_addr: DevAddr) -> None:
-        if self._boot.alive:
-            self._fw._mac_joined(self._boot, dev_addr)
-
-    def mac_join_failed(self, reason: str) -> None:
-        if self._boot.alive:
-            self._fw._mac_join_failed(self._boot, reason)
-
-    def mac_tx_done(self, fcnt: int, confirmed: bool, acked: bool | None) -> None:
-        if self._boot.alive:
-            self._fw._mac_tx_done(self._boot, fcnt, confirmed, acked)
-
-    def mac_downlink(self, event: DownlinkReceived) -> None:
-        if self._boot.alive:
-            self._fw._mac_downlink(self._boot, event)
-
-    def radio_state(self, state: Literal["sleep", "rx", "tx"]) -> None:
-        if self._boot.alive:
-            self._fw.board.set_state(state)
-
-
-class _UplinkQueue:
-    """Uplinks waiting for the MAC: sent one at a time, retried while the MAC says ``busy``."""
-
-    def __init__(self, fw: "Firmware", boot: _Boot) -> None:
-        self._fw, self._boot = fw, boot
-        self.items: deque[tuple[int, bytes, bool, str]] = deque()
-        self.in_flight: deque[str] = deque()
-        self._retry: Timer | None = None
-
-    def push(self, fport: int, payload: bytes, confirmed: bool, owner: str) -> None:
-        self.items.append((fport, payload, confirmed, owner))
-        self.pump()
-
-    def pump(self) -> None:
-        mac = self._boot.mac
-        while self.items and mac is not None:
-            fport, payload, confirmed, owner = self.items[0]
-            result = mac.send(fport, payload, confirmed)
-            if result is None:
-                self.items.popleft()
-                self.in_flight.append(owner)
-                return
-            if result == "busy":
-                if self._retry is None:
-                    self._retry = self._boot.sched.call_later(UPLINK_RETRY_S, self._retry_now, name="dut-uplink-retry")
-                return
-            self.items.popleft()
-            log.info("%s: %s uplink on FPort %d dropped: %s", self._fw.name, owner, fport, result)
-            self._fw._uplink_dropped(self._boot, owner)
-
-    def _retry_now(self) -> None:
-        self._retry = None
-        self.pump()
-
-    def tx_done(self) -> str | None:
-        return self.in_flight.popleft() if self.in_flight else None
-
-
-class _RelayPlatform:
-    """What the relay application of one boot may touch."""
-
-    def __init__(self, fw: "Firmware", boot: _Boot) -> None:
-        self._fw, self._boot = fw, boot
-
-    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
-        self._boot.sched.call_later(delay, fn, *args, name="relay")
-
-    def persist(self, on_done: Callable[[], None] | None = None, **fields: Any) -> None:
-        done = self._fw._guard(self._boot, on_done) if on_done is not None else None
-        self._fw.view.set(done, **fields)
-
-    def send_uplink(self, payload: bytes) -> None:
-        self._boot.uplinks.push(RELAY_FPORT, payload, False, "relay")
-
-    def drive_coil(self, on: bool) -> None:
-        self._fw._drive_coil(on)
-
-    def output_voltage_rms(self) -> float:
-        return self._fw.contact.output_voltage_rms()
-
-
-# --- the firmware ------------------------------------------------------------------------------
-
-
 class Firmware:
     """The virtual relay node's firmware: implements FirmwareApi (console side) and MacHost (MAC side)."""
 
@@ -369,7 +180,7 @@ class Firmware:
         self._closed = False
         self._power_gen = 0
         self._boot_seq = 0
-        self._ctx: _Boot | None = None
+        self._ctx: Boot | None = None
         self._listeners: list[Listener] = []
         self._last_downlink: DownlinkReceived | None = None
         self.boots: list[BootReason] = []  # every completed boot's reason (diagnostics)
@@ -747,7 +558,7 @@ class Firmware:
         self.contact.drive_coil(False)
         self.board.set_state("reset")
 
-    def _kill(self, ctx: _Boot) -> None:
+    def _kill(self, ctx: Boot) -> None:
         ctx.alive = False
         ctx.deferred.clear()
         if ctx.mac is not None:
@@ -762,13 +573,13 @@ class Firmware:
     def _start_boot(self, reason: BootReason) -> None:
         with self._lock:
             self._boot_seq += 1
-            ctx = _Boot(self, self._boot_seq)
+            ctx = Boot(self, self._boot_seq)
             self._ctx = ctx
             self._phase = "booting"
         self.board.set_state("booting")
         ctx.sched.call_later(self.boot_time_s, self._boot_done, ctx, reason, name="dut-boot")
 
-    def _boot_done(self, ctx: _Boot, reason: BootReason) -> None:
+    def _boot_done(self, ctx: Boot, reason: BootReason) -> None:
         view = self.view
         if not view.is_provisioned():
             if view.get("magic") == view.layout.magic:
@@ -782,7 +593,7 @@ class Firmware:
         if "contact_welded" in self.defects:
             self.contact.welded = True
         relay_key = RelayKey.from_k(settings.relay_key.reveal()) if settings.relay_key is not None else None
-        ctx.relay = RelayApp(_RelayPlatform(self, ctx), key=relay_key, expected=view.get("relay_expected"),
+        ctx.relay = RelayApp(BootRelayPlatform(self, ctx), key=relay_key, expected=view.get("relay_expected"),
                              state=bool(view.get("relay_state")), defects=self.defects)
         self.board.set_state("sleep")
         self._build_mac(ctx, settings)
@@ -798,7 +609,7 @@ class Firmware:
         elif ctx.mac.joined:
             ctx.relay.announce()
 
-    def _build_mac(self, ctx: _Boot, s: _Settings) -> None:
+    def _build_mac(self, ctx: Boot, s: _Settings) -> None:
         factory = self._mac_factory
         if factory is None:
             from hil.sim.dut.mac import DeviceMac  # imported late: the MAC module imports much of the stack
@@ -814,7 +625,7 @@ class Firmware:
         ctx.mac_inputs = s.mac_inputs()
         ctx.mac = factory(
             scheduler=ctx.sched, medium=ctx.medium, region=self.region, version=LoRaWANVersion.parse(s.lorawan_version),
-            credentials=creds, storage=storage, host=_BootHost(self, ctx), device_class=s.device_class,
+            credentials=creds, storage=storage, host=BootHost(self, ctx), device_class=s.device_class,
             data_rate=s.data_rate, tx_power=s.tx_power, defects=self.defects & MAC_DEFECTS, rng=self.rng,
             join_attempts=self.join_attempts, name=self.name,
         )
@@ -919,7 +730,7 @@ class Firmware:
 
     # ================================================================= MAC host ==================
 
-    def _do_join(self, ctx: _Boot) -> None:
+    def _do_join(self, ctx: Boot) -> None:
         mac = ctx.mac
         with self._lock:
             settings = replace(self._settings)
@@ -945,13 +756,13 @@ class Firmware:
         if result is not None:
             self._join_over(ctx, JoinFailed(result))
 
-    def _join_over(self, ctx: _Boot, event: DutEvent) -> None:
+    def _join_over(self, ctx: Boot, event: DutEvent) -> None:
         with self._lock:
             ctx.join_pending = False
         self._emit(event)
         ctx.uplinks.pump()
 
-    def _mac_joined(self, ctx: _Boot, dev_addr: DevAddr) -> None:
+    def _mac_joined(self, ctx: Boot, dev_addr: DevAddr) -> None:
         with self._lock:
             first = not self._settings.joined_before
             self._settings.joined_before = True
@@ -961,10 +772,10 @@ class Firmware:
         if ctx.relay is not None:
             ctx.relay.announce()
 
-    def _mac_join_failed(self, ctx: _Boot, reason: str) -> None:
+    def _mac_join_failed(self, ctx: Boot, reason: str) -> None:
         self._join_over(ctx, JoinFailed(reason))
 
-    def _mac_tx_done(self, ctx: _Boot, fcnt: int, confirmed: bool, acked: bool | None) -> None:
+    def _mac_tx_done(self, ctx: Boot, fcnt: int, confirmed: bool, acked: bool | None) -> None:
         owner = ctx.uplinks.tx_done()
         if owner == "console":
             with self._lock:
@@ -972,14 +783,14 @@ class Firmware:
             self._emit(TxDone(fcnt, confirmed, acked))
         ctx.uplinks.pump()
 
-    def _mac_downlink(self, ctx: _Boot, event: DownlinkReceived) -> None:
+    def _mac_downlink(self, ctx: Boot, event: DownlinkReceived) -> None:
         with self._lock:
             self._last_downlink = event
         self._emit(event)
         if ctx.relay is not None:
             ctx.relay.on_downlink(event.fport, event.payload)
 
-    def _uplink_dropped(self, ctx: _Boot, owner: str) -> None:
+    def _uplink_dropped(self, ctx: Boot, owner: str) -> None:
         if owner == "console":
             with self._lock:
                 ctx.console_tx_pending = False
@@ -991,7 +802,7 @@ class Firmware:
 
     # ================================================================= plumbing ==================
 
-    def _running_ctx(self) -> _Boot | None:
+    def _running_ctx(self) -> Boot | None:
         """With the lock held: the running, not halted boot."""
         if self._phase != "running" or self._halted:
             return None
@@ -1002,7 +813,7 @@ class Firmware:
             ctx = self._ctx if self._phase == "running" else None
             return ctx.mac if ctx is not None else None
 
-    def _guard(self, ctx: _Boot, fn: Callable[..., Any]) -> Callable[..., None]:
+    def _guard(self, ctx: Boot, fn: Callable[..., Any]) -> Callable[..., None]:
         """``fn`` as a callback of boot ``ctx``: dropped once it is dead, deferred while halted."""
 
         def guarded(*args: Any) -> None:
@@ -1010,7 +821,7 @@ class Firmware:
 
         return guarded
 
-    def _run_guarded(self, ctx: _Boot | None, timer: Timer | None, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def _run_guarded(self, ctx: Boot | None, timer: Timer | None, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         if ctx is None or not ctx.alive:
             return
         if self._halted:
@@ -1018,7 +829,7 @@ class Firmware:
             return
         fn(*args)
 
-    def _change(self, attr: str, value: Any, **nvm_fields: Any) -> _Boot | None:
+    def _change(self, attr: str, value: Any, **nvm_fields: Any) -> Boot | None:
         """A console setting: update the RAM copy and write NVM (on the scheduler). Ignored with a
         warning while the firmware is not running (an unpowered console cannot be typed to)."""
         with self._lock:
