@@ -1,0 +1,82 @@
+"""Leave the rig safe: relay off and supply off after every test, at exit, on Ctrl-C and SIGTERM.
+
+Parts register what "safe" means for them (``register("psu", psu.output_off)``); :meth:`make_safe`
+runs every action, logs any that fails and goes on with the others. :meth:`install` adds an
+``atexit`` hook and signal handlers so a crash or a kill still leaves the bench safe.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import signal
+import threading
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+
+class SafeState:
+    """An ordered set of actions that put the rig in its safe state."""
+
+    def __init__(self) -> None:
+        self._actions: list[tuple[str, Callable[[], Any]]] = []
+        self._lock = threading.RLock()
+        self._installed = False
+        self._previous: dict[int, Any] = {}
+        self.history: list[tuple[str, str]] = []  # (reason, action or "action failed: ...")
+
+    def register(self, name: str, action: Callable[[], Any]) -> None:
+        """Add an action (run in registration order: e.g. relay off before supply off)."""
+        with self._lock:
+            self._actions.append((name, action))
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._actions = [(n, a) for n, a in self._actions if n != name]
+
+    def make_safe(self, reason: str) -> list[str]:
+        """Run every action; returns the failures (also logged). Never raises."""
+        failures: list[str] = []
+        with self._lock:
+            actions = list(self._actions)
+        for name, action in actions:
+            try:
+                action()
+                self.history.append((reason, name))
+            except Exception as exc:  # keep going: the supply must go off even if the relay failed
+                message = f"{name} failed: {type(exc).__name__}: {exc}"
+                failures.append(message)
+                self.history.append((reason, message))
+                log.error("making the rig safe (%s): %s", reason, message)
+        return failures
+
+    def install(self) -> None:
+        """Make safe at interpreter exit and on SIGTERM/SIGINT (then the previous handler runs)."""
+        if self._installed:
+            return
+        self._installed = True
+        atexit.register(self.make_safe, "exit")
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def uninstall(self) -> None:
+        if not self._installed:
+            return
+        self._installed = False
+        atexit.unregister(self.make_safe)
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.make_safe(signal.Signals(signum).name)
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        elif previous == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
