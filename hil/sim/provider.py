@@ -1,0 +1,88 @@
+"""The virtual rig as a rig-file provider: starts it and hands out its endpoints as ``${sim:NAME}`` values.
+
+A rig file's ``sim:`` section is handed to :class:`SimProvider` by the rig-file loader
+(``hil.rigfile.loader.PROVIDERS``); :meth:`SimProvider.start` starts :class:`~hil.sim.rig.VirtualRig`
+and returns the value of each placeholder name:
+
+==============  ===============================================================================
+``console``     the DUT console's pty path
+``psu``         the supply's VISA resource (``TCPIP0::127.0.0.1::<port>::SOCKET``)
+``dmm``         the multimeter's VISA resource (feedback kind dmm)
+``mqtt``        the broker URL, ``mqtt://127.0.0.1:<port>`` (ChirpStack gateway or smart meter)
+``udp``         ``host:port`` the network server binds for Semtech UDP (the forwarder sends there)
+``gateway_id``  the virtual gateway's id (16 hex digits)
+``shelly_prefix``  the smart meter's MQTT topic prefix (feedback kind shelly)
+==============  ===============================================================================
+"""
+
+from __future__ import annotations
+
+import socket
+
+from hil.clock import Clock
+from hil.sim.config import SimConfig
+from hil.sim.rig import RigEndpoints, VirtualRig
+
+__all__ = ["SimProvider"]
+
+_UDP_HOST = "127.0.0.1"
+
+
+def _free_udp_port(host: str = _UDP_HOST) -> int:
+    """A UDP port free right now. The network server binds it a moment later; another process taking
+    it in between would make that bind fail loudly (TransportConnectError), never misroute packets."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class SimProvider:
+    """Brings up the virtual rig of a ``sim:`` section; ``.rig`` is the running :class:`VirtualRig`."""
+
+    def __init__(self, sim_config: SimConfig) -> None:
+        self.config = sim_config
+        self.rig: VirtualRig | None = None
+        self.endpoints: RigEndpoints | None = None
+
+    def provides(self) -> frozenset[str]:
+        """The placeholder names :meth:`start` fills in for this configuration."""
+        c = self.config
+        names = {"console", "psu", "gateway_id"}
+        if c.feedback.kind == "dmm":
+            names.add("dmm")
+        else:
+            names.add("shelly_prefix")
+        if c.gateway.transport == "chirpstack-mqtt" or c.feedback.kind == "shelly":
+            names.add("mqtt")
+        if c.gateway.transport == "semtech-udp":
+            names.add("udp")
+        return frozenset(names)
+
+    @property
+    def clock(self) -> Clock | None:
+        """The virtual rig's clock (rig time), once started."""
+        return self.rig.clock if self.rig is not None else None
+
+    def start(self) -> dict[str, str]:
+        """Start the virtual rig; the value of each placeholder name in :meth:`provides`."""
+        if self.rig is not None:
+            raise RuntimeError("the virtual rig is already started")
+        udp_server = None
+        if self.config.gateway.transport == "semtech-udp":
+            udp_server = (_UDP_HOST, _free_udp_port())
+        self.rig = VirtualRig(self.config, udp_server=udp_server)
+        ep = self.endpoints = self.rig.start()
+        values = {"console": ep.console_path, "psu": ep.psu_resource, "gateway_id": ep.gateway_id}
+        optional = {"dmm": ep.dmm_resource, "mqtt": ep.mqtt_url, "udp": ep.udp_server,
+                    "shelly_prefix": ep.shelly_topic_prefix}
+        values.update({name: value for name, value in optional.items() if value is not None})
+        return values
+
+    def stop(self) -> None:
+        """Leave the virtual rig safe and stop it (no thread, process or port left). Safe to call twice."""
+        if self.rig is not None:
+            self.rig.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.rig is not None and self.endpoints is not None else "idle"
+        return f"SimProvider({state})"
