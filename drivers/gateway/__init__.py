@@ -12,10 +12,11 @@ set up (no broker, port taken) raises :class:`TransportError`: a rig fault, neve
 failure. Anything malformed that comes from a gateway is logged and dropped.
 """
 
+from hil.faults import RigFault
 from hil.network.errors import NetworkError
 
 
-class TransportError(NetworkError):
+class TransportError(NetworkError, RigFault):
     """The link to the gateways failed (broker unreachable, socket not bound, not started): a rig fault."""
 
 
