@@ -1,1 +1,6 @@
-"""Top-level pytest configuration: the rig plugin will register here (see hil/)."""
+"""Top-level pytest configuration: the rig plugin (``--rig``, fixtures for the rig's parts).
+
+``pytester`` is enabled for the plugin's own tests (tests/unit/test_plugin.py).
+"""
+
+pytest_plugins = ["hil.plugin.pytest_plugin", "pytester"]

@@ -1,0 +1,173 @@
+"""The pytest plugin: ``--rig``, fixtures for the rig's parts, safe state, rig faults as errors.
+
+Loaded from the top-level ``conftest.py``. A test asks for the parts it uses::
+
+    @pytest.mark.join
+    def test_join(dut, network): ...
+
+``rig`` (session scope) brings the rig file up once, locked for this session; ``dut`` powers the
+DUT and waits for its console before each test; after each test the rig is left safe (relay
+commanded off, supply off). A part the rig file lacks skips the test with the part's name. A
+:class:`~hil.faults.RigFault` (instrument unreachable, instrument error, lost port, rig busy) is
+reported as an error, never as a failure of the DUT; the terminal summary lists rig faults apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from hil.faults import RigFault
+from hil.plugin.session import MissingPart, RigSession
+from hil.rigfile import RigFileError, install_log_redaction
+
+DEFAULT_RIG = "rigs/sim.yaml"
+_SESSION_KEY = pytest.StashKey[RigSession]()
+_RIG_FAULTS = pytest.StashKey[list]()
+_SAFE_LOG = pytest.StashKey[list]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hil", "hardware-in-the-loop rig")
+    group.addoption("--rig", default=None, metavar="PATH|NAME",
+                    help=f"rig file, or a name under rigs/ (default: the hil_rig ini value, {DEFAULT_RIG})")
+    group.addoption("--rig-wait", type=float, default=0.0, metavar="SECONDS",
+                    help="wait this long for a rig another session holds (default: fail at once)")
+    parser.addini("hil_rig", "default rig file", default=DEFAULT_RIG)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_RIG_FAULTS] = []
+    config.stash[_SAFE_LOG] = []
+    install_log_redaction()
+
+
+def _rig_ref(config: pytest.Config) -> str:
+    ref = config.getoption("--rig") or config.getini("hil_rig") or DEFAULT_RIG
+    path = Path(ref)
+    if not path.is_absolute() and (config.rootpath / path).exists():
+        return str(config.rootpath / path)
+    return ref
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def rig(request: pytest.FixtureRequest) -> Iterator[RigSession]:
+    """The live rig for this session (brought up once, locked, left safe at the end)."""
+    config = request.config
+    try:
+        session = RigSession(_rig_ref(config), wait_s=config.getoption("--rig-wait"),
+                             reports_dir=config.rootpath / "reports").start()
+    except RigFileError as exc:
+        raise RigFault(f"bad rig file: {exc}") from None
+    config.stash[_SESSION_KEY] = session
+    try:
+        yield session
+    finally:
+        del config.stash[_SESSION_KEY]
+        session.close()
+        config.stash[_SAFE_LOG] = list(session.safe.history)
+
+
+def _need(call: Any) -> Any:
+    try:
+        return call()
+    except MissingPart as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def psu(rig: RigSession) -> Any:
+    """The bench supply feeding the DUT (drivers.psu.PowerSupply)."""
+    return _need(rig.psu)
+
+
+@pytest.fixture
+def power(psu: Any) -> Any:
+    """Power actions in rig time: ``power_cycle``, ``brown_out``, ``cut_after`` (the supply driver)."""
+    return psu
+
+
+@pytest.fixture
+def network(rig: RigSession) -> Any:
+    """The reference network server, with the DUT registered, behind the rig's gateway."""
+    return _need(rig.network)
+
+
+@pytest.fixture
+def meter(rig: RigSession) -> Any:
+    """The feedback meter on the relay output (``ac_voltage()``, ``mains_present()``)."""
+    return _need(rig.meter)
+
+
+@pytest.fixture
+def dut(rig: RigSession, psu: Any) -> Any:
+    """The DUT's console, with the DUT powered and its console answering."""
+    from hil.clock import Deadline
+
+    psu.output(True)
+    console = rig.console()
+    console.wait_ready(Deadline.after(rig.clock, 30.0))
+    return console
+
+
+@pytest.fixture
+def relay(rig: RigSession) -> Any:
+    """The relay controller (relay protocol v1 over the network)."""
+    return _need(rig.relay)
+
+
+@pytest.fixture
+def swd(rig: RigSession) -> Any:
+    """The DUT's debug probe."""
+    if rig.rig.dut.swd is None:
+        pytest.skip("this test needs an SWD probe: the rig file has no 'dut.swd'")
+    pytest.skip("the SWD probe driver is not part of this framework yet")
+
+
+@pytest.fixture(autouse=True)
+def _leave_rig_safe(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test that used the rig: relay off, supply off."""
+    yield
+    session = request.config.stash.get(_SESSION_KEY, None)
+    if session is not None:
+        failures = session.make_safe(f"after {request.node.nodeid}")
+        for failure in failures:
+            logging.getLogger(__name__).error("rig not left safe after %s: %s", request.node.nodeid, failure)
+
+
+# -- rig faults are errors, not failures ------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is not None and call.excinfo.errisinstance(RigFault):
+        report.user_properties.append(("rig_fault", str(call.excinfo.value)))
+        if report.when == "call":
+            report.rig_fault = True  # type: ignore[attr-defined]
+        item.config.stash[_RIG_FAULTS].append((item.nodeid, report.when, str(call.excinfo.value)))
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
+    if getattr(report, "rig_fault", False) and report.failed:
+        return "error", "E", ("ERROR", {"yellow": True})
+    return None
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    history = config.stash.get(_SAFE_LOG, [])
+    if history:
+        last = [action for reason, action in history if reason == history[-1][0]]
+        terminalreporter.line(f"rig left safe ({history[-1][0]}): {', '.join(last)}")
+    faults = config.stash.get(_RIG_FAULTS, [])
+    if faults:
+        terminalreporter.section("rig faults (the bench, not the DUT)")
+        for nodeid, when, message in faults:
+            terminalreporter.line(f"{nodeid} [{when}]: {message}")

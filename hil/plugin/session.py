@@ -1,0 +1,224 @@
+"""The live rig of a test session: the rig file brought up, locked, and its parts as drivers.
+
+Parts are opened lazily, the first time a test asks for them, so a test that needs only the
+network never opens the supply. :meth:`RigSession.make_safe` commands the relay off (when the
+relay was used) and switches the supply off; it runs after every test, at the end of the
+session, at exit and on SIGTERM/Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from hil.clock import Clock, SystemClock
+from hil.faults import RigFault
+from hil.lorawan.region import get_region
+from hil.network import NetworkServer
+from hil.plugin.rig_lock import RigLock
+from hil.plugin.safety import SafeState
+from hil.relay.controller import RelayController
+from hil.relay.protocol import RelayKey
+from hil.rigfile import REDACTOR, Rig, load_rig
+from hil.rigfile.loader import RigUp
+
+log = logging.getLogger(__name__)
+
+
+class MissingPart(Exception):
+    """The rig file has no such part: a test that needs it is skipped with this message."""
+
+
+class RigSession:
+    """One rig, brought up for one test session."""
+
+    def __init__(self, rig_ref: str | Path, *, wait_s: float = 0.0, reports_dir: Path = Path("reports")) -> None:
+        self.rig_file = load_rig(rig_ref)
+        self.reports_dir = reports_dir
+        self.lock = RigLock(self.rig_file.name, wait_s=wait_s)
+        self.safe = SafeState()
+        self.up: RigUp | None = None
+        self._parts: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        self.relay_used = False
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    def start(self) -> "RigSession":
+        self.lock.acquire()
+        try:
+            self.safe.install()
+            self.safe.register("relay off", self._relay_off)
+            self.safe.register("supply off", self._supply_off)
+            self.up = self.rig_file.bring_up()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Safe state, then close every part and the providers, then free the rig."""
+        self.make_safe("session end")
+        with self._lock:
+            parts, self._parts = list(self._parts.items()), {}
+        for name, part in reversed(parts):
+            try:
+                part.close()
+            except Exception:
+                log.exception("closing %s failed", name)
+        if self.up is not None:
+            self.up.close()
+            self.up = None
+        self.safe.uninstall()
+        self.lock.release()
+
+    def make_safe(self, reason: str) -> list[str]:
+        return self.safe.make_safe(reason)
+
+    # -- what tests use ------------------------------------------------------------------------
+
+    @property
+    def rig(self) -> Rig:
+        """The rig file, with every placeholder resolved."""
+        assert self.up is not None, "the rig is not up"
+        return self.up.rig
+
+    @property
+    def clock(self) -> Clock:
+        """The rig clock: the virtual rig's, or real time on a bench."""
+        if self.up is not None and self.up.clock is not None:
+            return self.up.clock
+        return self._part("clock", SystemClock)
+
+    def console(self) -> Any:
+        from drivers.console import DutConsole
+
+        c = self.rig.dut.console
+
+        def make() -> Any:
+            console = DutConsole(c.port, c.dialect, self.clock, baud=c.baud, redact=REDACTOR.redact,
+                                 transcript_path=self.reports_dir / "console" / f"{self.rig.name}.log")
+            console.open()
+            return console
+
+        return self._part("console", make)
+
+    def psu(self) -> Any:
+        from drivers.psu import PowerSupply
+
+        p = self.rig.psu
+        if p is None:
+            raise MissingPart("this test needs a power supply: the rig file has no 'psu' part")
+
+        def make() -> Any:
+            supply = PowerSupply(p.resource, p.dialect, self.clock, channel=p.channel)
+            supply.open()
+            supply.set_current_limit(p.current_limit)
+            supply.set_voltage(p.voltage)
+            if p.ovp is not None:
+                supply.set_ovp(p.ovp)
+            supply.enable_ocp(p.ocp)
+            return supply
+
+        return self._part("psu", make)
+
+    def meter(self) -> Any:
+        f = self.rig.feedback
+        if f is None:
+            raise MissingPart("this test needs a feedback meter on the relay output: the rig file has no 'feedback'")
+
+        def make() -> Any:
+            from drivers.feedback import Dmm, SmartMeter
+
+            if f.kind == "dmm":
+                meter = Dmm(f.resource, f.dialect, self.clock, range=f.range)
+                meter.open()
+                return meter
+            password = f.password.get_secret_value() if f.password else None
+            meter = SmartMeter(f.broker, f.topic_prefix, self.clock, username=f.username, password=password)
+            meter.open()
+            return meter
+
+        return self._part("meter", make)
+
+    def network(self) -> NetworkServer:
+        g = self.rig.gateway
+        if g is None:
+            raise MissingPart("this test needs a gateway: the rig file has no 'gateway' part")
+
+        def make() -> NetworkServer:
+            if g.transport == "chirpstack-mqtt":
+                from drivers.gateway import ChirpStackMqttTransport
+
+                password = g.password.get_secret_value() if g.password else None
+                transport: Any = ChirpStackMqttTransport(
+                    g.host, g.port, topic_prefix=g.topic_prefix, gateway_id=g.gateway_id, clock=self.clock,
+                    username=g.username, password=password, tls=g.tls,
+                    ca_file=str(g.ca_file) if g.ca_file else None,
+                )
+            else:
+                from drivers.gateway import SemtechUdpTransport
+
+                transport = SemtechUdpTransport(g.host, g.port, clock=self.clock)
+            lw = self.rig.dut.lorawan
+            net = self.rig.network
+            allow = net.join_policy == "allow"
+            server = NetworkServer(get_region(lw.region), self.clock, net_id=net.net_id, transport=transport,
+                                   join_policy=lambda device: allow)
+            server.add_device(lw.device_config(net, name=self.rig.name))
+            return server
+
+        return self._part("network", make)
+
+    def relay(self) -> RelayController:
+        """The relay's controller, talking through the network on the relay's FPort."""
+        r = self.rig.dut.relay
+        if r is None:
+            raise MissingPart("this test needs the relay protocol: the rig file has no 'dut.relay'")
+        network = self.network()
+        dev_eui = self.rig.dut.lorawan.dev_eui
+
+        def make() -> RelayController:
+            controller = RelayController(RelayKey(r.passphrase.get_secret_value()),
+                                         lambda payload: network.enqueue_downlink(dev_eui, r.fport, payload),
+                                         self.clock)
+            network.on_uplink(lambda up: controller.deliver(up.payload) if up.fport == r.fport else None)
+            controller.close = lambda: None  # type: ignore[attr-defined]  # nothing of its own to close
+            return controller
+
+        self.relay_used = True
+        return self._part("relay", make)
+
+    def _part(self, name: str, make: Any) -> Any:
+        with self._lock:
+            part = self._parts.get(name)
+            if part is None:
+                part = make()
+                self._parts[name] = part
+            return part
+
+    # -- safe state ------------------------------------------------------------------------------
+
+    def _relay_off(self) -> None:
+        """Command the relay off, if a test used it (best effort: the supply goes off next)."""
+        with self._lock:
+            controller = self._parts.get("relay")
+        if controller is None or not self.relay_used:
+            return
+        try:
+            controller.set_output(False)
+        except AssertionError as exc:  # the DUT did not answer: cutting the supply still drops the coil
+            log.warning("safe state: the relay did not confirm OFF (%s); the supply goes off next", exc)
+
+    def _supply_off(self) -> None:
+        with self._lock:
+            supply = self._parts.get("psu")
+        if supply is not None:
+            supply.output(False)
+        elif self.up is not None and self.rig.psu is not None:
+            self.psu().output(False)  # not used by the test yet: open it to be sure it is off
+
+
+__all__ = ["MissingPart", "RigFault", "RigSession"]
