@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from hil.clock import Clock, SystemClock
+from hil.clock import Clock, Deadline, SystemClock
 from hil.faults import RigFault
 from hil.lorawan.region import get_region
 from hil.network import NetworkServer
@@ -100,7 +100,7 @@ class RigSession:
         def make() -> Any:
             console = DutConsole(c.port, c.dialect, self.clock, baud=c.baud, redact=REDACTOR.redact,
                                  transcript_path=self.reports_dir / "console" / f"{self.rig.name}.log")
-            console.open()
+            console.open(Deadline.after(self.clock, c.reenumerate_timeout_s))  # a USB port may re-enumerate
             return console
 
         return self._part("console", make)

@@ -263,7 +263,7 @@ class Console(_Model):
     """The DUT's serial console: where, how fast, and which AT profile speaks to it."""
 
     port: SerialPort
-    baud: int = Field(115200, gt=0)
+    baud: int | None = Field(None, gt=0)  # None: the AT profile's baud rate
     dialect: Annotated[str, _profile("at")]
     reenumerate_timeout_s: float = Field(10.0, ge=0)  # how long a USB port may be gone after power-up
 
