@@ -132,10 +132,10 @@ def swd(rig: RigSession) -> Any:
 
 @pytest.fixture(autouse=True)
 def _leave_rig_safe(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After every test that used the rig: relay off, supply off."""
+    """After every test that used the rig (asked for it, or a part of it): relay off, supply off."""
     yield
     session = request.config.stash.get(_SESSION_KEY, None)
-    if session is not None:
+    if session is not None and "rig" in request.fixturenames:
         failures = session.make_safe(f"after {request.node.nodeid}")
         for failure in failures:
             logging.getLogger(__name__).error("rig not left safe after %s: %s", request.node.nodeid, failure)
