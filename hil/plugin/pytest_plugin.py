@@ -7,7 +7,8 @@ Loaded from the top-level ``conftest.py``. A test asks for the parts it uses::
 
 ``rig`` (session scope) brings the rig file up once, locked for this session; ``dut`` powers the
 DUT and waits for its console before each test; after each test the rig is left safe (relay
-commanded off, supply off). A part the rig file lacks skips the test with the part's name. A
+commanded off, supply off). A part the rig file lacks skips the test with the part's name. With
+pytest-xdist, ``-n 2 --rig bench-07 --rig bench-08`` gives each worker its own rig (gw0 the first). A
 :class:`~hil.faults.RigFault` (instrument unreachable, instrument error, lost port, rig busy) is
 reported as an error, never as a failure of the DUT; the terminal summary lists rig faults apart.
 """
@@ -15,6 +16,7 @@ reported as an error, never as a failure of the DUT; the terminal summary lists 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,8 +34,9 @@ _SAFE_LOG = pytest.StashKey[list]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("hil", "hardware-in-the-loop rig")
-    group.addoption("--rig", default=None, metavar="PATH|NAME",
-                    help=f"rig file, or a name under rigs/ (default: the hil_rig ini value, {DEFAULT_RIG})")
+    group.addoption("--rig", action="append", default=None, metavar="PATH|NAME",
+                    help=f"rig file, or a name under rigs/ (default: the hil_rig ini value, {DEFAULT_RIG}); "
+                         "give it once per pytest-xdist worker to run on several rigs at once")
     group.addoption("--rig-wait", type=float, default=0.0, metavar="SECONDS",
                     help="wait this long for a rig another session holds (default: fail at once)")
     parser.addini("hil_rig", "default rig file", default=DEFAULT_RIG)
@@ -45,8 +48,20 @@ def pytest_configure(config: pytest.Config) -> None:
     install_log_redaction()
 
 
+def choose_rig(rigs: list[str], worker: str | None) -> str:
+    """The rig this process uses: the only one, or the xdist worker's own (gw0 takes the first)."""
+    if len(rigs) == 1 or worker is None:
+        return rigs[0]
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    if index >= len(rigs):
+        raise pytest.UsageError(f"pytest-xdist worker {worker} has no rig: {len(rigs)} --rig options for "
+                                f"more workers; run with -n {len(rigs)}")
+    return rigs[index]
+
+
 def _rig_ref(config: pytest.Config) -> str:
-    ref = config.getoption("--rig") or config.getini("hil_rig") or DEFAULT_RIG
+    rigs = config.getoption("--rig") or [config.getini("hil_rig") or DEFAULT_RIG]
+    ref = choose_rig(rigs, os.environ.get("PYTEST_XDIST_WORKER"))
     path = Path(ref)
     if not path.is_absolute() and (config.rootpath / path).exists():
         return str(config.rootpath / path)

@@ -133,7 +133,7 @@ class RigSession:
             from drivers.feedback import Dmm, SmartMeter
 
             if f.kind == "dmm":
-                meter = Dmm(f.resource, f.dialect, self.clock, range=f.range)
+                meter = Dmm(f.resource, f.dialect, self.clock, **({} if f.range is None else {"range": f.range}))
                 meter.open()
                 return meter
             password = f.password.get_secret_value() if f.password else None

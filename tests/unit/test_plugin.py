@@ -20,7 +20,8 @@ def run(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     def go(source: str, *args: str) -> pytest.RunResult:
         pytester.makepyfile(test_rig=source)
-        return pytester.runpytest_subprocess("-p", "hil.plugin.pytest_plugin", f"--rig={SIM}", *args, timeout=300)
+        rig = [] if any(a.startswith("--rig=") for a in args) else [f"--rig={SIM}"]
+        return pytester.runpytest_subprocess("-p", "hil.plugin.pytest_plugin", *rig, *args, timeout=300)
 
     return go
 
@@ -93,3 +94,14 @@ def test_a_part_the_rig_lacks_is_skipped_by_name(run, tmp_path: Path) -> None:  
     result = run("def test_x(meter):\n    pass\n", f"--rig={no_meter}", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*the rig file has no 'feedback'*"])
+
+
+def test_each_xdist_worker_takes_its_own_rig() -> None:
+    from hil.plugin.pytest_plugin import choose_rig
+
+    rigs = ["bench-07", "bench-08"]
+    assert choose_rig(rigs, None) == "bench-07"
+    assert choose_rig(rigs, "gw0") == "bench-07" and choose_rig(rigs, "gw1") == "bench-08"
+    assert choose_rig(["sim"], "gw3") == "sim"  # one rig: every worker shares it (the lock serialises them)
+    with pytest.raises(pytest.UsageError, match="-n 2"):
+        choose_rig(rigs, "gw2")
