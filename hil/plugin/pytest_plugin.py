@@ -25,6 +25,7 @@ import pytest
 from hil.faults import RigFault
 from hil.plugin.session import MissingPart, RigSession
 from hil.rigfile import RigFileError, install_log_redaction
+from hil.rigfile.redaction import install_record_redaction, uninstall_record_redaction
 
 DEFAULT_RIG = "rigs/sim.yaml"
 _SESSION_KEY = pytest.StashKey[RigSession]()
@@ -46,6 +47,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RIG_FAULTS] = []
     config.stash[_SAFE_LOG] = []
     install_log_redaction()
+    install_record_redaction()  # also reaches pytest's own capture handlers, added per test
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    uninstall_record_redaction()
 
 
 def choose_rig(rigs: list[str], worker: str | None) -> str:

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import re
 import threading
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from pydantic import SecretStr
 
@@ -174,3 +174,31 @@ def install_log_redaction(redactor: Redactor = REDACTOR, logger: logging.Logger 
         if not any(isinstance(f, RedactingFilter) and f.redactor is redactor for f in handler.filters):
             handler.addFilter(found)
     return found
+
+
+_FACTORY_INSTALLED: list[Callable[..., logging.LogRecord]] = []
+
+
+def install_record_redaction(redactor: Redactor = REDACTOR) -> None:
+    """Mask secrets in every log record as it is created, whichever handler gets it later.
+
+    Handler filters miss handlers added afterwards (pytest adds its capture handlers per test);
+    a record factory does not. Idempotent; :func:`uninstall_record_redaction` restores logging.
+    """
+    if _FACTORY_INSTALLED:
+        return
+    base = logging.getLogRecordFactory()
+    masking = RedactingFilter(redactor)
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        masking.filter(record)
+        return record
+
+    _FACTORY_INSTALLED.append(base)
+    logging.setLogRecordFactory(factory)
+
+
+def uninstall_record_redaction() -> None:
+    if _FACTORY_INSTALLED:
+        logging.setLogRecordFactory(_FACTORY_INSTALLED.pop())

@@ -105,3 +105,15 @@ def test_each_xdist_worker_takes_its_own_rig() -> None:
     assert choose_rig(["sim"], "gw3") == "sim"  # one rig: every worker shares it (the lock serialises them)
     with pytest.raises(pytest.UsageError, match="-n 2"):
         choose_rig(rigs, "gw2")
+
+
+def test_keys_are_masked_in_captured_logs(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from hil.lorawan.crypto import AESKey
+    from hil.rigfile import REDACTOR
+
+    secret = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    REDACTOR.add_key(AESKey(secret))
+    logging.getLogger("hil.test").warning("console sent AT+APPKEY=%s", secret.upper())
+    assert secret.upper() not in caplog.text and "****" in caplog.text
