@@ -32,7 +32,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from drivers.instruments.profiles import DmmProfile, load_dmm_profile
-from drivers.instruments.visa import InstrumentError, ScpiSession, Transport, VisaTransport
+from drivers.instruments.visa import InstrumentError, ScpiSession, Transport, connect
 from hil.clock import Clock, Deadline
 
 log = logging.getLogger(__name__)
@@ -116,13 +116,9 @@ class Dmm:
         """Connect, identify, empty a stale error queue and configure AC volts; InstrumentError if unreachable."""
         if self._session is not None:
             return self
-        transport = self._transport or VisaTransport(self.resource, self.profile.connection,
-                                                     visa_library=self.visa_library)
-        session = ScpiSession(transport, self.clock, connection=self.profile.connection, errors=self.profile.errors,
-                              name=f"{self.name} ({self.profile.name})")
+        session, self.idn = connect(self.resource, self.profile, self.clock, name=self.name,
+                                    transport=self._transport, visa_library=self.visa_library)
         try:
-            self.idn = session.query(self.profile.commands.identify).strip()
-            session.clear_stale_errors()
             for template in self.profile.commands.configure_ac:
                 session.write_checked(template.format(value=self.range_token))
         except BaseException:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from drivers.instruments.profiles import PsuChannelLimits, PsuProfile, load_psu_profile
-from drivers.instruments.visa import InstrumentError, OperationNotSupported, ScpiSession, Transport, VisaTransport
+from drivers.instruments.visa import InstrumentError, OperationNotSupported, ScpiSession, Transport, connect
 from hil.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -172,17 +172,8 @@ class PowerSupply:
         """
         if self._session is not None:
             return self
-        transport = self._transport or VisaTransport(self.resource, self.profile.connection,
-                                                     visa_library=self.visa_library)
-        session = ScpiSession(transport, self.clock, connection=self.profile.connection, errors=self.profile.errors,
-                              name=f"{self.name} ({self.profile.name})")
-        try:
-            self.idn = session.query(self.profile.commands.identify).strip()
-            session.clear_stale_errors()
-        except BaseException:
-            session.close()
-            raise
-        self._session = session
+        self._session, self.idn = connect(self.resource, self.profile, self.clock, name=self.name,
+                                          transport=self._transport, visa_library=self.visa_library)
         log.info("%s: %s on %s channel %d", self.name, self.idn, self.resource, self.channel)
         return self
 

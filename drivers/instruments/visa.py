@@ -2,7 +2,7 @@
 
 * :class:`VisaTransport` opens one resource with pyvisa (``ResourceManager("@py")``, the
   pure-Python backend) by its name, with the profile's terminations and timeouts. Resources are
-  never listed: ``list_resources()`` broadcasts on the LAN.
+  never listed: listing resources broadcasts on the LAN.
 * :class:`ScpiSession` is the conversation over any :class:`Transport`: it waits the profile's
   pacing on the rig clock (a slow instrument's delay after every write, its query delay), reads
   the error queue after every setting command (:meth:`ScpiSession.write_checked`) and keeps a
@@ -34,6 +34,7 @@ __all__ = [
     "TranscriptLine",
     "Transport",
     "VisaTransport",
+    "connect",
 ]
 
 
@@ -271,3 +272,25 @@ class ScpiSession:
 
 def _describe(errors: list[tuple[int | None, str]]) -> str:
     return "; ".join(f'{code},"{message}"' if code is not None else repr(message) for code, message in errors)
+
+
+def connect(
+    resource: str,
+    profile: Any,
+    clock: Clock,
+    *,
+    name: str,
+    transport: Transport | None = None,
+    visa_library: str = "@py",
+) -> tuple[ScpiSession, str]:
+    """Open ``resource`` for an instrument with ``profile``: identify it (``*IDN?``) and empty a
+    stale error queue. Returns the session and the identity; InstrumentError if unreachable."""
+    session = ScpiSession(transport or VisaTransport(resource, profile.connection, visa_library=visa_library),
+                          clock, connection=profile.connection, errors=profile.errors, name=f"{name} ({profile.name})")
+    try:
+        idn = session.query(profile.commands.identify).strip()
+        session.clear_stale_errors()
+    except BaseException:
+        session.close()
+        raise
+    return session, idn
