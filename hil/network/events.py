@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
+from hil.clock import Clock, Deadline
 from hil.lorawan.errors import FrameError
 from hil.lorawan.types import EUI64, DevAddr
 
@@ -115,12 +116,15 @@ class EventLog:
         self._events: deque[FrameEvent] = deque(maxlen=maxlen)
         self._subscribers: list[EventCallback] = []
         self._lock = threading.Lock()
+        self._arrived = threading.Condition()
 
     def append(self, event: FrameEvent) -> None:
         """Record ``event`` and pass it to every subscriber (a failing subscriber is logged, not raised)."""
         with self._lock:
             self._events.append(event)
             subscribers = list(self._subscribers)
+        with self._arrived:
+            self._arrived.notify_all()
         for callback in subscribers:
             try:
                 callback(event)
@@ -159,6 +163,18 @@ class EventLog:
         """The newest event matching :meth:`filter`, or None."""
         found = self.filter(**fields)
         return found[-1] if found else None
+
+    def wait_for(self, clock: Clock, deadline: Deadline, **fields: Any) -> list[FrameEvent]:
+        """Wait (rig time) until :meth:`filter` with ``fields`` finds events; returns them, [] at the deadline."""
+        found: list[FrameEvent] = []
+
+        def ready() -> bool:
+            found[:] = self.filter(**fields)
+            return bool(found)
+
+        with self._arrived:
+            clock.wait_for(self._arrived, ready, deadline)
+        return found
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
         """Call ``callback`` with each new event; returns a function that unsubscribes it."""

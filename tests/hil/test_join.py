@@ -31,11 +31,14 @@ def test_otaa_join_then_uplink_in_the_new_session(rig, dut, network) -> None:  #
 
     sent = send_when_free(rig, dut, 2, b"hil")
     assert sent.status == "sent", f"uplink not sent: {sent}"
+    # The module reports TX done after its RX windows; the gateway's copy may still be on its way.
+    network.events.wait_for(rig.clock, Deadline.after(rig.clock, 30.0), fport=2, outcome="accepted")
     uplinks = [e for e in network.events.filter(direction="up", outcome="accepted") if e.mtype.endswith("data_up")]
     assert uplinks, "the network accepted no uplink in the new session"
     assert all(e.dev_addr == dev_addr for e in uplinks), "an uplink did not use the DevAddr the join-accept assigned"
     assert uplinks[0].fcnt == 0, f"the first uplink after the join has FCnt {uplinks[0].fcnt}, expected 0"
-    assert any(e.fport == 2 and e.payload == b"hil" for e in uplinks), "the DUT's uplink was not delivered"
+    seen = [(e.fcnt, e.fport, e.payload) for e in uplinks]
+    assert any(e.fport == 2 and e.payload == b"hil" for e in uplinks), f"the DUT's uplink was not delivered: {seen}"
 
 
 def send_when_free(rig, dut, port: int, payload: bytes, within_s: float = 60.0):  # type: ignore[no-untyped-def]

@@ -168,3 +168,17 @@ def test_server_survives_a_failing_gateway_and_a_failing_application():
     failed = server.events.last(direction="down")
     assert failed.outcome == "send_failed" and "broker gone" in failed.reason
     assert server.events.filter(outcome="error") == []
+
+
+def test_wait_for_returns_matching_events_or_nothing_at_the_deadline() -> None:
+    import threading
+
+    from hil.clock import Deadline, ScaledClock
+    from hil.network.events import EventLog, FrameEvent
+
+    clock = ScaledClock(time_scale=100)
+    log = EventLog()
+    threading.Timer(0.01, lambda: log.append(FrameEvent(time=1.0, direction="up", mtype="unconfirmed_data_up",
+                                                         outcome="accepted", fport=2))).start()
+    assert [e.fport for e in log.wait_for(clock, Deadline.after(clock, 60.0), fport=2)] == [2]
+    assert log.wait_for(clock, Deadline.after(clock, 1.0), fport=3) == []
