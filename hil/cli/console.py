@@ -8,6 +8,8 @@ quiet (at most the dialect's command timeout), so piped commands do not trip ove
 
 What is shown is what the transcript holds: keys masked (``AT+APPKEY=****``). The transcript's
 path is printed at the start and at the end. The rig is left safe at the end (supply off).
+Exit code: 0 at EOF or Ctrl-C (SIGTERM too), 1 on a rig fault (rig busy, bring-up failed, port
+lost), 2 for a bad rig file.
 
 Threads: :class:`LineSource` reads stdin on one thread (woken by ``select`` on the descriptor and a
 stop pipe, so it is joined at the end, never left blocked in a read); the console's reader thread
@@ -177,9 +179,12 @@ def run(args: argparse.Namespace) -> int:
             session = RigSession(rig_ref(args.rig), wait_s=args.rig_wait, reports_dir=args.reports_dir)
         except RigFileError as exc:
             raise UsageError(one_line(exc)) from None
+        except Exception as exc:  # e.g. the lock folder cannot be created
+            print(f"error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
+            return 1
         try:
             session.start()
-        except (RigFault, RigFileError) as exc:
+        except Exception as exc:  # busy, or the bring-up failed (start() has closed what it opened)
             print(f"error: rig {session.rig_file.name}: {one_line(exc)}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:

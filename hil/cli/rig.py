@@ -6,14 +6,18 @@ parts; a file that does not load is listed with its first problem instead.
 ``rig check`` is a preflight: it brings the rig up through :class:`~hil.plugin.session.RigSession`
 (load, lock, providers) and tries each part present, printing one row per part as it completes::
 
-    part         | OK   | detail
-    rig file     | OK   | rigs/sim.yaml (sim, virtual)
-    psu          | OK   | Keysight Technologies,E36313A,...; output off; ...
+    part         | status | detail
+    rig file     | OK     | rigs/sim.yaml (sim, virtual)
+    psu          | OK     | Keysight Technologies,E36313A,...; output off; ...
 
-A part the rig lacks is shown as ``-`` (not in the rig file), an SWD probe as ``SKIP`` (no driver
-yet); the exit code is 1 if any row is ``FAIL``. Every wait is in rig time with a deadline, a rig
-fault or a bad rig file is a FAIL row with its message (never a traceback), and the rig is left
-safe (supply off) at the end.
+Rows, in order: rig file, lock, bring-up (providers such as the virtual rig), psu (``*IDN?`` and
+output state), dut.console (powered through the psu first, then its probe answered and its
+identity), gateway (transport started, broker reached, the gateway seen), feedback (one AC
+reading), dut.swd, and safe state (what closing the session did). A part the rig lacks is shown
+as ``-`` (not in the rig file), an SWD probe as ``SKIP`` (no driver yet), the console as ``SKIP``
+when the psu failed; the exit code is 1 if any row is ``FAIL``. Every wait is in rig time with a
+deadline, a rig fault or a bad rig file is a FAIL row with its message (never a traceback), and
+the rig is left safe (supply off) at the end.
 """
 
 from __future__ import annotations
@@ -110,6 +114,9 @@ def one_line(exc: BaseException) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     more = f" (+{len(lines) - 1} more)" if isinstance(exc, RigFileError) and len(lines) > 1 else ""
     first = lines[0] if isinstance(exc, (RigFileError, AssertionError)) else "; ".join(lines)
+    evidence = getattr(exc, "log_path", None)  # a console error's full transcript
+    if evidence and str(evidence) not in first:
+        more += f" (transcript {evidence})"
     return redact(first + more)
 
 
@@ -217,9 +224,12 @@ class _Check:
 
 
 def check_rig(ref: str, *, wait_s: float = 0.0, reports_dir: Path = Path("reports"),
-              out: TextIO = sys.stdout) -> list[Row]:
-    """Preflight of every part of the rig ``ref``; prints the table to ``out`` and returns its rows."""
+              out: TextIO | None = None) -> list[Row]:
+    """Preflight of every part of the rig ``ref``; prints the table to ``out`` (default stdout) and
+    returns its rows."""
     from hil.plugin.session import RigSession
+
+    out = out if out is not None else sys.stdout
 
     check = _Check(out)
     print(f"{'part':<12} | {'status':<6} | detail", file=out, flush=True)
@@ -227,6 +237,9 @@ def check_rig(ref: str, *, wait_s: float = 0.0, reports_dir: Path = Path("report
         session = RigSession(ref, wait_s=wait_s, reports_dir=reports_dir)
     except RigFileError as exc:
         check.row("rig file", FAIL, one_line(exc))
+        return check.rows
+    except Exception as exc:  # e.g. the lock folder cannot be created
+        check.row("rig session", FAIL, f"{type(exc).__name__}: {one_line(exc)}")
         return check.rows
     rig_file = session.rig_file
     check.row("rig file", OK, f"{_shown(rig_file.path) if rig_file.path else ref} "
@@ -250,7 +263,7 @@ def check_rig(ref: str, *, wait_s: float = 0.0, reports_dir: Path = Path("report
                   else "nothing to start (a real bench)")
         _check_parts(session, check)
     finally:
-        session.close()  # safe state first (supply off), then every part and provider closed, lock freed
+        session.close()  # safe state first (supply off), then parts and providers, lock freed
     failures = safe_state_failures(session)
     check.row("safe state", FAIL if failures else OK,
               "; ".join(failures) if failures else
@@ -279,6 +292,8 @@ def _check_parts(session: Any, check: _Check) -> None:
 
     if rig.gateway is None:
         check.row("gateway", ABSENT, NOT_IN_RIG)
+    elif rig.dut.lorawan is None:
+        check.row("gateway", SKIP, "the reference network server needs the DUT's identity: no dut.lorawan")
     else:
         check.attempt("gateway", lambda: _gateway(session, clock))
 
@@ -310,18 +325,24 @@ def _console(session: Any, clock: Clock, *, powered: bool) -> str:
         power = f"DUT powered through the psu ({rig.psu.voltage:g} V)"  # type: ignore[union-attr]
     else:
         power = "no psu in the rig: the DUT is assumed powered"
-    console = session.console()
-    console.wait_ready(Deadline.after(clock, CONSOLE_READY_S))
-    detail = f"{power}; answers {console.profile.probe.send!r} on {rig.dut.console.port}"
-    if not console.profile.identity:
-        return detail
-    identity = console.identity(Deadline.after(clock, CONSOLE_READY_S))
-    shown = {k: identity[k] for k in ("version", "dev_eui") if k in identity}
-    detail += "; " + ", ".join(f"{k} {v}" for k, v in shown.items()) if shown else ""
-    lw = rig.dut.lorawan
-    if lw is not None and "dev_eui" in identity and identity["dev_eui"] != str(lw.dev_eui):
-        raise AssertionError(f"the DUT's DevEUI is {identity['dev_eui']}, the rig file says {lw.dev_eui} ({detail})")
-    return detail
+    try:
+        console = session.console()
+        console.wait_ready(Deadline.after(clock, CONSOLE_READY_S))
+        detail = f"answers {console.profile.probe.send!r} on {rig.dut.console.port}"
+        if console.profile.identity:
+            identity = console.identity(Deadline.after(clock, CONSOLE_READY_S))
+            shown = [f"{k} {identity[k]}" for k in ("version", "dev_eui") if k in identity]
+            detail += "".join(f", {item}" for item in shown)
+            lw = rig.dut.lorawan
+            if lw is not None and "dev_eui" in identity and identity["dev_eui"] != str(lw.dev_eui):
+                raise AssertionError(f"{detail}, but the rig file says dev_eui {lw.dev_eui}")
+    except Exception as exc:
+        raise _PartFailed(f"{power}; {one_line(exc)}") from None
+    return f"{power}; {detail}"
+
+
+class _PartFailed(Exception):
+    """A check's failure, its message already one line."""
 
 
 def _gateway(session: Any, clock: Clock) -> str:
@@ -365,23 +386,12 @@ def _poll(clock: Clock, look: Callable[[], list[str]], within_s: float) -> list[
 
 def _feedback(session: Any) -> str:
     f = session.rig.feedback
-    meter = _meter(session)
+    meter = session.meter()
     volts = meter.ac_voltage()
     verdict = "mains present" if volts >= f.mains_threshold_v else "no mains"
     idn = getattr(meter, "idn", None)
     source = f"{idn}; " if idn else f"smart meter {f.topic_prefix} on {f.broker}; " if f.kind != "dmm" else ""
     return f"{source}{volts:.1f} V AC at the relay output ({verdict}, threshold {f.mains_threshold_v:g} V)"
-
-
-def _meter(session: Any) -> Any:
-    f = session.rig.feedback
-    if f.kind == "dmm" and f.range is None:
-        # Work-around: RigSession.meter() hands range=None (the rig file's "autorange") to Dmm, which
-        # wants volts or "AUTO"; open it here as the session would, kept as the session's part.
-        from drivers.feedback import Dmm
-
-        return session._part("meter", lambda: Dmm(f.resource, f.dialect, session.clock, range="AUTO").open())
-    return session.meter()
 
 
 def run_check(args: argparse.Namespace) -> int:

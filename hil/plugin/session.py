@@ -41,6 +41,7 @@ class RigSession:
         self.safe = SafeState()
         self.up: RigUp | None = None
         self._parts: dict[str, Any] = {}
+        self._real_clock: SystemClock | None = None
         self._lock = threading.RLock()
         self.relay_used = False
 
@@ -90,7 +91,9 @@ class RigSession:
         """The rig clock: the virtual rig's, or real time on a bench."""
         if self.up is not None and self.up.clock is not None:
             return self.up.clock
-        return self._part("clock", SystemClock)
+        if self._real_clock is None:
+            self._real_clock = SystemClock()
+        return self._real_clock
 
     def console(self) -> Any:
         from drivers.console import DutConsole
