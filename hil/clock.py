@@ -147,7 +147,9 @@ class ManualClock:
         return event.is_set()
 
     def wait_for(self, cond: threading.Condition, predicate: Callable[[], bool], deadline: Deadline) -> bool:
-        if not predicate() and deadline.at > self.now():
+        if predicate():
+            return True
+        if deadline.at > self.now():
             self.advance(deadline.at - self.now())
         return predicate()
 

@@ -77,12 +77,8 @@ class RelayController:
 
     def wait_announcement(self, timeout_s: float = 60.0) -> RelayMessage:
         """Wait for an unsolicited 0x83 (after boot or join) and adopt its counter."""
-        deadline = Deadline.after(self.clock, timeout_s)
-        with self._cond:
-            found = self.clock.wait_for(self._cond, lambda: self._take(lambda m: m.cmd == SYNC_RESPONSE) is not None,
-                                        deadline)
-            message = self._taken
-        if not found or message is None:
+        message = self._wait_take(lambda m: m.cmd == SYNC_RESPONSE, Deadline.after(self.clock, timeout_s))
+        if message is None:
             raise NoCommunication(f"the relay announced no counter (0x83) within {timeout_s:g} rig s")
         self.counter = message.fcnt
         self.last_announcement = message
@@ -133,14 +129,20 @@ class RelayController:
         want = RESPONSE | cmd
 
         def match(m: RelayMessage) -> bool:
-            return (m.cmd == want and m.fcnt == c) or (m.cmd == SYNC_RESPONSE and cmd != Command.SYNC)
+            # A SYNC answering *this* frame carries an expected counter other than c (at c the relay
+            # would have executed it); one carrying c is a late answer to an earlier retry: ignore it.
+            return (m.cmd == want and m.fcnt == c) or (m.cmd == SYNC_RESPONSE and cmd != Command.SYNC and m.fcnt != c)
 
-        deadline = Deadline.after(self.clock, self.response_timeout_s)
+        return self._wait_take(match, Deadline.after(self.clock, self.response_timeout_s))
+
+    def _wait_take(self, match: Callable[[RelayMessage], bool], deadline: Deadline) -> RelayMessage | None:
+        """Wait until a received message matches, then remove and return it (None at the deadline)."""
         with self._cond:
-            self.clock.wait_for(self._cond, lambda: self._take(match) is not None, deadline)
-            return self._taken
-
-    _taken: RelayMessage | None = None
+            self.clock.wait_for(self._cond, lambda: any(match(m) for m in self._inbox), deadline)
+            for i, message in enumerate(self._inbox):
+                if match(message):
+                    return self._inbox.pop(i)
+            return None
 
     def _absorb_announcements(self) -> None:
         """Announcements that arrived before a command teach the counter; they answer nothing."""
@@ -149,12 +151,3 @@ class RelayController:
                 self._inbox.remove(message)
                 self.counter = message.fcnt
                 self.last_announcement = message
-
-    def _take(self, match: Callable[[RelayMessage], bool]) -> RelayMessage | None:
-        """Pop the first inbox message that matches (call with the condition held)."""
-        for i, message in enumerate(self._inbox):
-            if match(message):
-                self._taken = self._inbox.pop(i)
-                return self._taken
-        self._taken = None
-        return None

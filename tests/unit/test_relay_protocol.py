@@ -63,3 +63,27 @@ def test_response_fields() -> None:
 def test_round_trip(cmd: int, fcnt: int, status: int, arg: bytes) -> None:
     msg = RelayMessage(cmd, fcnt, status, arg)
     assert decode(encode(msg, KEY), KEY) == msg
+
+
+def test_controller_ignores_a_late_sync_for_an_earlier_retry() -> None:
+    """A retry the relay had already executed gets a SYNC carrying the counter the controller has
+    since used; that SYNC must not be taken as the answer to the next command."""
+    from hil.clock import ManualClock
+    from hil.relay.controller import RelayController
+
+    clock = ManualClock()
+    sent: list[RelayMessage] = []
+    controller = RelayController(KEY, lambda p: sent.append(decode(p, KEY)), clock, counter=5)
+
+    def relay_answers(payload: bytes) -> None:  # the relay: expected is 6 now (5 was executed)
+        msg = decode(payload, KEY)
+        sent.append(msg)
+        controller.deliver(encode(RelayMessage(0x83, 6), KEY))  # late SYNC for the earlier retry of 5
+        if msg.fcnt == 6:
+            controller.deliver(encode(RelayMessage(0x82, 6, 0, response_arg(True, True, 230)), KEY))
+
+    controller._send = relay_answers  # type: ignore[method-assign]
+    controller.counter = 6
+    answer = controller.get_output()
+    assert answer.cmd == 0x82 and answer.fcnt == 6 and controller.counter == 7
+    assert [m.fcnt for m in sent] == [6]  # no resend caused by the stale SYNC
