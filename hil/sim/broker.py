@@ -25,6 +25,24 @@ class BrokerError(RuntimeError):
     """The broker could not be started (a rig fault, not a product failure)."""
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): receive SIGTERM when the rig's process dies, even by
+    SIGKILL, so a crashed test run leaves no broker behind."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the normal stop() path still applies
+        pass
+
+
+def _user_name() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -109,11 +127,13 @@ def start_mosquitto(timeout_s: float = 5.0, attempts: int = 3) -> Broker:
         conf = os.path.join(workdir, "mosquitto.conf")
         with open(conf, "w", encoding="utf-8") as f:
             f.write(
-                f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
+                # user: stay as this user (switching users would clear the parent-death signal)
+                f"user {_user_name()}\nlistener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
                 "persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
                 "log_type information\n"
             )
-        proc = subprocess.Popen([exe, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([exe, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_die_with_parent)
         broker = Broker("mosquitto", "127.0.0.1", port, proc, workdir)
         line, tail = _await_line(proc, "stderr", " running", timeout_s)  # printed once listeners are open
         if line is not None and proc.poll() is None:
@@ -125,7 +145,8 @@ def start_mosquitto(timeout_s: float = 5.0, attempts: int = 3) -> Broker:
 def start_amqtt(timeout_s: float = 10.0) -> Broker:
     """Start amqtt in a subprocess (see :mod:`hil.sim.amqtt_broker`)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hil.sim.amqtt_broker"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        [sys.executable, "-m", "hil.sim.amqtt_broker"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        preexec_fn=_die_with_parent,
     )
     line, _ = _await_line(proc, "stdout", "READY", timeout_s)
     if line is None:

@@ -140,3 +140,45 @@ def test_broker_starts_serves_and_stops(kind: str) -> None:
     finally:
         broker.stop()
     assert broker.process.poll() is not None
+
+
+HOLD_BROKER = """
+import sys
+from hil.sim.broker import start_broker
+broker = start_broker(sys.argv[1])
+print(broker.process.pid, flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.parametrize("kind", ["auto", "amqtt"])
+def test_broker_dies_with_a_killed_rig_process(kind: str) -> None:
+    """A test run killed with SIGKILL leaves no broker running (parent-death signal)."""
+    import os
+    import subprocess
+    import sys
+
+    from hil.clock import Deadline, SystemClock
+
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_BROKER, kind], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    broker_pid = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait(30)
+
+    def running() -> bool:
+        try:
+            with open(f"/proc/{broker_pid}/status") as status:
+                return not any(line.startswith("State:") and "Z" in line for line in status)
+        except FileNotFoundError:
+            return False
+
+    clock, pause = SystemClock(), threading.Event()
+    deadline = Deadline.after(clock, 10.0)
+    while running() and not deadline.expired:
+        clock.wait(pause, 0.05)
+    survived = running()
+    if survived:
+        os.kill(broker_pid, 9)
+    assert not survived, f"the {kind} broker outlived the killed process"
