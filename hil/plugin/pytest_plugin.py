@@ -31,6 +31,7 @@ DEFAULT_RIG = "rigs/sim.yaml"
 _SESSION_KEY = pytest.StashKey[RigSession]()
 _RIG_FAULTS = pytest.StashKey[list]()
 _SAFE_LOG = pytest.StashKey[list]()
+_DIAGNOSTICS = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -93,6 +94,7 @@ def rig(request: pytest.FixtureRequest) -> Iterator[RigSession]:
         del config.stash[_SESSION_KEY]
         session.close()
         config.stash[_SAFE_LOG] = list(session.safe.history)
+        config.stash[_DIAGNOSTICS] = list(session.diagnostics)
 
 
 def _need(call: Any) -> Any:
@@ -187,6 +189,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if history:
         last = [action for reason, action in history if reason == history[-1][0]]
         terminalreporter.line(f"rig left safe ({history[-1][0]}): {', '.join(last)}")
+    for line in config.stash.get(_DIAGNOSTICS, []):
+        terminalreporter.line(line)
     faults = config.stash.get(_RIG_FAULTS, [])
     if faults:
         terminalreporter.section("rig faults (the bench, not the DUT)")

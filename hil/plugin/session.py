@@ -44,6 +44,7 @@ class RigSession:
         self._real_clock: SystemClock | None = None
         self._lock = threading.RLock()
         self.relay_used = False
+        self.diagnostics: list[str] = []  # what the providers reported at the end (e.g. virtual-rig lag)
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -70,6 +71,8 @@ class RigSession:
             except Exception:
                 log.exception("closing %s failed", name)
         if self.up is not None:
+            for provider in self.up.providers.values():
+                self.diagnostics.extend(getattr(provider, "diagnostics", lambda: [])())
             self.up.close()
             self.up = None
         self.safe.uninstall()

@@ -78,6 +78,17 @@ class SimProvider:
         values.update({name: value for name, value in optional.items() if value is not None})
         return values
 
+    def diagnostics(self) -> list[str]:
+        """Lines for the test report: how late the virtual rig ran its callbacks."""
+        if self.rig is None:
+            return []
+        lag_ms = self.rig.scheduler.max_lag_s * 1000
+        # Decisions use exact timestamps; lag matters where real I/O races rig time, the tightest
+        # being a Class A RX1 answer over MQTT within RECEIVE_DELAY1 (1 s).
+        verdict = "fine" if lag_ms < 500 else "the host is too slow for this time_scale: lower it"
+        return [f"virtual rig: callbacks ran up to {lag_ms:.1f} ms of rig time late at time_scale "
+                f"{self.rig.clock.time_scale:g} ({verdict})"]
+
     def stop(self) -> None:
         """Leave the virtual rig safe and stop it (no thread, process or port left). Safe to call twice."""
         if self.rig is not None:

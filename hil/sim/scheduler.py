@@ -48,6 +48,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.errors: list[BaseException] = []
+        self.max_lag_s = 0.0  # the latest a callback ran after its time (rig seconds): a host too slow for the scale
 
     # -- scheduling ----------------------------------------------------------------------------
 
@@ -139,6 +140,9 @@ class Scheduler:
             self._run(timer)
 
     def _run(self, timer: Timer) -> None:
+        lag = self.clock.now() - timer.at
+        if lag > self.max_lag_s:
+            self.max_lag_s = lag
         try:
             timer.fn(*timer.args)
         except Exception as exc:  # a model's bug must not stop the rig; tests look at .errors

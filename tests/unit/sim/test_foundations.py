@@ -182,3 +182,12 @@ def test_broker_dies_with_a_killed_rig_process(kind: str) -> None:
     if survived:
         os.kill(broker_pid, 9)
     assert not survived, f"the {kind} broker outlived the killed process"
+
+
+def test_scheduler_records_how_late_callbacks_ran() -> None:
+    clock = ManualClock()
+    sched = Scheduler(clock)
+    sched.call_at(1.0, lambda: clock.advance(0.3))  # a callback that takes 0.3 rig s
+    sched.call_at(1.1, lambda: None)  # runs at 1.3: 0.2 s late
+    sched.run_until(2.0)
+    assert sched.max_lag_s == pytest.approx(0.2)
