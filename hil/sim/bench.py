@@ -136,8 +136,6 @@ def open_bench(config: SimConfig) -> Iterator[Bench]:
             udp.close()
 
 
-
-
 # Console words of each dialect the smoke run needs (the full dialects live in hil/sim/dut/console).
 _JOINED = {"rak3172": "+EVT:JOINED", "lora-e5": "+JOIN: Network joined"}
 
