@@ -3,7 +3,7 @@
 Talks to one or all bridges through an MQTT broker exactly as ChirpStack v4 does: it subscribes
 ``<prefix>gateway/<id|+>/event/up``, ``.../event/ack`` and ``.../state/conn`` and publishes
 ``<prefix>gateway/<id>/command/down``. Payloads are gw.proto messages in the protobuf JSON
-mapping (see :mod:`drivers.gateway.protojson`); the bridge must run with ``marshaler = "json"``
+mapping (see :mod:`hil.protojson`); the bridge must run with ``marshaler = "json"``
 and the same topic prefix (ChirpStack's EU868 region uses ``eu868``).
 
 Threads: paho's network thread calls the server's callbacks (uplinks, TX acks); a malformed
@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from drivers.gateway import TransportConnectError, TransportError
-from drivers.gateway.protojson import (
+from hil.protojson import (
     ProtoJsonError,
     ProtoReader,
     code_rate_from_enum,

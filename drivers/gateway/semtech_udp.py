@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from drivers.gateway import TransportConnectError, TransportError
-from drivers.gateway.protojson import decode_bytes, encode_bytes
+from hil.protojson import decode_bytes, encode_bytes
 from hil.clock import Clock
 from hil.network.errors import TransportClosedError
 from hil.network.transport import (

@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.gateway import ChirpStackMqttTransport, TransportConnectError, TransportError
 from drivers.gateway.chirpstack_mqtt import decode_conn_state, decode_tx_ack, decode_uplink, encode_downlink
-from drivers.gateway.protojson import ProtoJsonError
+from hil.protojson import ProtoJsonError
 from hil.clock import Deadline, ScaledClock
 from hil.lorawan.frames import EncryptedJoinAccept, JoinRequest, decode
 from hil.network import DownlinkFrame, DownlinkItem, NetworkServer, TransportClosedError, TxAck, UplinkFrame

@@ -7,7 +7,7 @@ Topics, with ``topic_prefix`` (ChirpStack v4 uses ``eu868/`` for EU868)::
     <prefix>gateway/<id>/event/ack       DownlinkTxAck for every DownlinkFrame
     <prefix>gateway/<id>/command/down    DownlinkFrame (subscribed as command/#)
 
-Payloads are the protobuf JSON mapping of ChirpStack's ``gw.proto`` (see :mod:`.protojson`).
+Payloads are the protobuf JSON mapping of ChirpStack's ``gw.proto`` (see :mod:`hil.protojson`).
 ``rxInfo.context`` is the 4-byte big-endian ``tmst`` of the end of reception; a downlink item
 with ``timing.delay`` is sent at ``context tmst + delay``. Items are tried in order until the
 concentrator accepts one; the ack carries one status per item (untried ones IGNORED, ``{}``).
@@ -27,8 +27,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from hil import protojson as pj
 from hil.network.transport import TxAckStatus
-from hil.sim.gateway import protojson as pj
 from hil.sim.gateway.concentrator import Concentrator, GatewayError, RxPacket, TxRequest, tmst_add
 from hil.sim.scheduler import Scheduler
 
@@ -91,7 +91,7 @@ def uplink_frame_json(packet: RxPacket, gateway_id: str, uplink_id: int, unix_ti
             "modulation": {"lora": {
                 "bandwidth": packet.bandwidth_hz,
                 "spreadingFactor": packet.spreading_factor,
-                "codeRate": pj.code_rate_to_proto(packet.code_rate),
+                "codeRate": pj.code_rate_to_enum(packet.code_rate),
             }},
         },
         "rxInfo": {
@@ -113,13 +113,20 @@ def _parse_timing(timing: dict[str, Any]) -> _Timing:
         return _Timing(None)
     if "delay" in timing:
         delay = pj.parse_message(timing["delay"], "timing.delay")
-        nanos = pj.parse_duration(delay["delay"], "timing.delay.delay") if "delay" in delay else 0
-        micros = abs(nanos) // 1_000
-        return _Timing(micros if nanos >= 0 else -micros)
+        seconds = pj.decode_duration(delay["delay"], "timing.delay.delay") if "delay" in delay else 0.0
+        return _Timing(round(seconds * 1_000_000))
     if "gpsEpoch" in timing:
         pj.parse_message(timing["gpsEpoch"], "timing.gpsEpoch")
         return _Timing(None, gps=True)
-    raise pj.ProtoJsonError("field 'timing': expected one of immediately, delay, gpsEpoch")
+    raise pj.ProtoJsonError("timing: expected one of immediately, delay, gpsEpoch")
+
+
+def _code_rate(value: Any, where: str) -> str:
+    """A downlink's CodeRate; CR_UNDEFINED cannot be transmitted."""
+    code_rate = pj.code_rate_from_enum(value, where)
+    if code_rate is None:
+        raise pj.ProtoJsonError(f"{where}: expected a code rate like \"CR_4_5\", got CR_UNDEFINED")
+    return code_rate
 
 
 def _parse_item(raw: Any, n: int) -> _Item:
@@ -143,7 +150,7 @@ def _parse_item(raw: Any, n: int) -> _Item:
         power_dbm=pj.parse_int32(tx_info.get("power", 0), f"items[{n}].txInfo.power"),
         spreading_factor=pj.parse_uint32(lora["spreadingFactor"], f"items[{n}]...spreadingFactor"),
         bandwidth_hz=pj.parse_uint32(lora["bandwidth"], f"items[{n}]...bandwidth"),
-        code_rate=pj.code_rate_from_proto(lora["codeRate"], f"items[{n}]...codeRate"),
+        code_rate=_code_rate(lora["codeRate"], f"items[{n}]...codeRate"),
         polarization_inversion=pj.parse_bool(lora.get("polarizationInversion", False),
                                              f"items[{n}]...polarizationInversion"),
         timing=_parse_timing(pj.parse_message(tx_info["timing"], f"items[{n}].txInfo.timing")),
@@ -166,7 +173,7 @@ def parse_downlink_frame(payload: bytes) -> _Downlink:
     raw_items = message.get("items")
     count = len(raw_items) if isinstance(raw_items, list) else 1
     if not isinstance(raw_items, list) or not raw_items:
-        raise _BadDownlink(f"field 'items': expected a non-empty list, got {raw_items!r:.40}", downlink_id, count)
+        raise _BadDownlink(f"items: expected a non-empty list, got {raw_items!r:.40}", downlink_id, count)
     try:
         items = tuple(_parse_item(raw, n) for n, raw in enumerate(raw_items))
     except pj.ProtoJsonError as exc:

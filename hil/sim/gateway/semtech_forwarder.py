@@ -27,7 +27,7 @@ import threading
 from typing import Any
 
 from hil.network.transport import TxAckStatus
-from hil.sim.gateway import protojson as pj
+from hil import protojson as pj
 from hil.sim.gateway.concentrator import Concentrator, GatewayError, RxPacket, TxRequest
 from hil.sim.scheduler import Scheduler, Timer
 
