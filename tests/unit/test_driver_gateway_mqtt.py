@@ -18,15 +18,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from drivers.gateway import ChirpStackMqttTransport, TransportConnectError, TransportError
 from drivers.gateway.chirpstack_mqtt import decode_conn_state, decode_tx_ack, decode_uplink, encode_downlink
 from hil.protojson import ProtoJsonError
-from hil.clock import Deadline, ScaledClock
+from hil.clock import ScaledClock
 from hil.lorawan.frames import EncryptedJoinAccept, JoinRequest, decode
 from hil.network import DownlinkFrame, DownlinkItem, NetworkServer, TransportClosedError, TxAck, UplinkFrame
 from hil.sim.broker import start_broker
+from tests.unit.gateway_support import WAIT_S, Inbox, Observed
 from tests.unit.network_support import EU868, NET_ID, otaa_config
 
 GW = "0016c001f153a14c"
 PREFIX = "eu868/"
-WAIT_S = 500.0  # rig seconds: 5 real seconds at time_scale 100; every wait below is bounded by it
 
 # lorawan-facts §10, verbatim from the ChirpStack docs.
 UP_EXAMPLE = (b'{"phyPayload":"gKb+agGABQABOIc6cwQ=","txInfo":{"frequency":867300000,"modulation":{"lora":'
@@ -141,26 +141,6 @@ def test_decode_documented_ack_and_conn_state():
 
 
 # -- against a broker ----------------------------------------------------------------------------
-
-
-class Inbox:
-    """Things delivered from another thread, awaited in rig time."""
-
-    def __init__(self, clock: ScaledClock) -> None:
-        self.clock = clock
-        self.items: list[Any] = []
-        self.cond = threading.Condition()
-
-    def put(self, item: Any) -> None:
-        with self.cond:
-            self.items.append(item)
-            self.cond.notify_all()
-
-    def wait(self, count: int = 1, what: str = "items") -> list[Any]:
-        with self.cond:
-            ok = self.clock.wait_for(self.cond, lambda: len(self.items) >= count, Deadline.after(self.clock, WAIT_S))
-            assert ok, f"expected {count} {what} within {WAIT_S} rig s, got {self.items}"
-            return list(self.items)
 
 
 class FakeBridge:
@@ -379,22 +359,6 @@ def test_publish_while_disconnected_raises_transport_error(clock, no_leaks):
 
 
 # -- end to end: the reference network server behind the transport -------------------------------
-
-
-class Observed:
-    """A transport whose TX acks are also put in an inbox, after the server has handled them."""
-
-    def __init__(self, inner: ChirpStackMqttTransport, acks: Inbox) -> None:
-        self.inner, self.acks = inner, acks
-
-    def start(self, on_uplink, on_tx_ack) -> None:
-        self.inner.start(on_uplink, lambda ack: (on_tx_ack(ack), self.acks.put(ack)))
-
-    def send_downlink(self, frame: DownlinkFrame) -> None:
-        self.inner.send_downlink(frame)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_network_server_answers_a_join_through_the_bridge(broker, clock, bridge, no_leaks):

@@ -17,14 +17,14 @@ import pytest
 
 from drivers.gateway import SemtechUdpTransport, TransportConnectError, TransportError
 from drivers.gateway.semtech_udp import UdpPacketError, format_datr, parse_datr, rxpk_to_uplink, txpk_for
-from hil.clock import Deadline, ScaledClock
+from hil.clock import ScaledClock
 from hil.lorawan.frames import EncryptedJoinAccept, JoinRequest, decode
 from hil.network import DownlinkFrame, DownlinkItem, NetworkServer, TransportClosedError, TxAck, UplinkFrame
+from tests.unit.gateway_support import WAIT_S, Inbox, Observed
 from tests.unit.network_support import EU868, NET_ID, otaa_config
 
 EUI = bytes.fromhex("0016c001f153a14c")
 GW = EUI.hex()
-WAIT_S = 500.0  # rig seconds: 5 real seconds at time_scale 100; every wait below is bounded by it
 PHY = bytes.fromhex("80a6fe6a018005000138873a7304")
 # PROTOCOL.TXT's example rxpk, with a real frame in "data" (the document's own string mixes the
 # standard and URL-safe base64 alphabets and is not valid base64).
@@ -95,24 +95,6 @@ def test_txpk_tmst_is_context_plus_delay_with_32_bit_wrap():
 
 
 # -- over UDP ------------------------------------------------------------------------------------
-
-
-class Inbox:
-    """Callbacks from the reader thread, awaited in rig time."""
-
-    def __init__(self, clock: ScaledClock) -> None:
-        self.clock, self.items, self.cond = clock, [], threading.Condition()
-
-    def put(self, item: Any) -> None:
-        with self.cond:
-            self.items.append(item)
-            self.cond.notify_all()
-
-    def wait(self, count: int = 1, what: str = "items") -> list[Any]:
-        with self.cond:
-            ok = self.clock.wait_for(self.cond, lambda: len(self.items) >= count, Deadline.after(self.clock, WAIT_S))
-            assert ok, f"expected {count} {what} within {WAIT_S} rig s, got {self.items}"
-            return list(self.items)
 
 
 class FakeForwarder:
@@ -338,22 +320,6 @@ def test_lifecycle_errors(clock, no_leaks):
 
 
 # -- end to end: the reference network server behind the transport -------------------------------
-
-
-class Observed:
-    """A transport whose TX acks are also put in an inbox, after the server has handled them."""
-
-    def __init__(self, inner: SemtechUdpTransport, acks: Inbox) -> None:
-        self.inner, self.acks = inner, acks
-
-    def start(self, on_uplink, on_tx_ack) -> None:
-        self.inner.start(on_uplink, lambda ack: (on_tx_ack(ack), self.acks.put(ack)))
-
-    def send_downlink(self, frame: DownlinkFrame) -> None:
-        self.inner.send_downlink(frame)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_network_server_answers_a_join_through_a_packet_forwarder(clock, no_leaks):
