@@ -29,7 +29,7 @@ import itertools
 import logging
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Any, Callable
 
 from hil.clock import Clock, gps_time
 from hil.lorawan import maccommands, session as lsession
@@ -135,6 +135,27 @@ class NetworkServer:
                 item.state = DownlinkState.DISCARDED
             state.queue.clear()
             self.faults.clear(state.dev_eui)
+
+    def reconfigure_device(self, dev_eui: EUI64 | int | str, /, **changes: Any) -> DeviceConfig:
+        """Change a registered device's provisioning (e.g. ``rx_delay=3``, ``cf_list=(...)``) and
+        keep what the join server learnt (DevNonces, JoinNonce, session); the old config is returned
+        so a test can put it back. DeviceConfigError if the result does not fit the region."""
+        with self._lock:
+            state = self.registry.get(dev_eui)
+            old = state.config
+            new = DeviceConfig.model_validate({**old.model_dump(), **changes})
+            radio.validate(new, self.region)
+            state.config = new
+            return old
+
+    @property
+    def join_policy(self) -> JoinPolicy | None:
+        """Decides per device whether a join-request gets an answer (None: every device may join)."""
+        return self.join_server.join_policy
+
+    @join_policy.setter
+    def join_policy(self, policy: JoinPolicy | None) -> None:
+        self.join_server.join_policy = policy
 
     def device(self, dev_eui: EUI64 | int | str) -> DeviceState:
         """The runtime state of a device; UnknownDeviceError if it is not registered."""

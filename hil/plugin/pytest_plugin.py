@@ -41,6 +41,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "give it once per pytest-xdist worker to run on several rigs at once")
     group.addoption("--rig-wait", type=float, default=0.0, metavar="SECONDS",
                     help="wait this long for a rig another session holds (default: fail at once)")
+    group.addoption("--rig-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a rig-file value for this run, e.g. --rig-set sim.dut.defects=[rx1_late] "
+                         "(the value is YAML; repeat for several)")
     parser.addini("hil_rig", "default rig file", default=DEFAULT_RIG)
 
 
@@ -84,7 +87,8 @@ def rig(request: pytest.FixtureRequest) -> Iterator[RigSession]:
     config = request.config
     try:
         session = RigSession(_rig_ref(config), wait_s=config.getoption("--rig-wait"),
-                             reports_dir=config.rootpath / "reports").start()
+                             reports_dir=config.rootpath / "reports",
+                             overrides=config.getoption("--rig-set")).start()
     except RigFileError as exc:
         raise RigFault(f"bad rig file: {exc}") from None
     config.stash[_SESSION_KEY] = session

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from hil.clock import Clock, Deadline, SystemClock
 from hil.faults import RigFault
@@ -34,8 +34,9 @@ class MissingPart(Exception):
 class RigSession:
     """One rig, brought up for one test session."""
 
-    def __init__(self, rig_ref: str | Path, *, wait_s: float = 0.0, reports_dir: Path = Path("reports")) -> None:
-        self.rig_file = load_rig(rig_ref)
+    def __init__(self, rig_ref: str | Path, *, wait_s: float = 0.0, reports_dir: Path = Path("reports"),
+                 overrides: Sequence[str] = ()) -> None:
+        self.rig_file = load_rig(rig_ref, overrides=overrides)
         self.reports_dir = reports_dir
         self.lock = RigLock(self.rig_file.name, wait_s=wait_s)
         self.safe = SafeState()

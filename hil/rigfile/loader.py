@@ -20,13 +20,14 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Protocol
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from hil.clock import Clock
+from hil.rigfile.overrides import OverrideError, apply_overrides
 from hil.rigfile.model import PLACEHOLDER, Placeholder, Rig, RigFileError
 from hil.rigfile.secrets import SECRET_FIELDS, LoadContext
 
@@ -82,8 +83,12 @@ def resolve_rig_path(path_or_name: str | os.PathLike[str]) -> Path:
 
 
 def load_rig(path_or_name: str | os.PathLike[str], *, env: Mapping[str, str] = os.environ,
-             profiles_dir: Path | None = PROFILES_DIR) -> Rig:
-    """Read and validate a rig file (``env`` feeds ``${env:NAME}``). RigFileError on any problem."""
+             profiles_dir: Path | None = PROFILES_DIR, overrides: Sequence[str] = ()) -> Rig:
+    """Read and validate a rig file (``env`` feeds ``${env:NAME}``). RigFileError on any problem.
+
+    ``overrides`` (``"sim.dut.defects=[rx1_late]"``, see :mod:`hil.rigfile.overrides`) change the
+    file's values before validation.
+    """
     path = resolve_rig_path(path_or_name)
     try:
         text = path.read_text(encoding="utf-8")
@@ -94,22 +99,27 @@ def load_rig(path_or_name: str | os.PathLike[str], *, env: Mapping[str, str] = o
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise RigFileError(path, [f"{path}: cannot read the rig file ({reason})"]) from None
-    return parse_rig(text, path, env=env, profiles_dir=profiles_dir)
+    return parse_rig(text, path, env=env, profiles_dir=profiles_dir, overrides=overrides)
 
 
 def parse_rig(text: str, path: Path | str, *, env: Mapping[str, str] = os.environ,
-              profiles_dir: Path | None = PROFILES_DIR) -> Rig:
+              profiles_dir: Path | None = PROFILES_DIR, overrides: Sequence[str] = ()) -> Rig:
     """Validate rig-file text; ``path`` names it in errors and anchors relative paths (key files, ca_file)."""
     path = Path(path)
     root, data = _parse_yaml(text, path)
     if not isinstance(data, dict):
         raise RigFileError(path, [f"{path}: expected a mapping of sections (name, dut, gateway, psu, ...)"])
+    try:
+        changed = apply_overrides(data, overrides)
+    except OverrideError as exc:
+        raise RigFileError(path, [f"{path}: {exc}"]) from None
     context = LoadContext(env=env, base_dir=path.parent.resolve(), profiles_dir=profiles_dir)
     try:
         rig = Rig.model_validate(data, context={"rigfile": context})
     except ValidationError as exc:
         raise RigFileError(path, _problems(exc, path, root)) from None
     rig._path = path
+    rig._overrides = tuple(changed)
     rig._context = LoadContext(env={}, base_dir=context.base_dir, profiles_dir=profiles_dir)  # secrets are resolved
     _check_placeholders(rig, root)
     return rig

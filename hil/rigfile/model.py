@@ -526,6 +526,7 @@ class Rig(_Model):
 
     _path: Path | None = PrivateAttr(None)
     _context: LoadContext | None = PrivateAttr(None)
+    _overrides: tuple[str, ...] = PrivateAttr(())
 
     @model_validator(mode="before")
     @classmethod
@@ -570,6 +571,11 @@ class Rig(_Model):
     def path(self) -> Path | None:
         """The file this rig was loaded from."""
         return self._path
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        """The keys changed by command-line overrides (``--rig-set``), as dotted paths."""
+        return self._overrides
 
     @property
     def is_virtual(self) -> bool:
