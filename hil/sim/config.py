@@ -83,6 +83,8 @@ class SimGateway(_Model):
     topic_prefix: str = "eu868/"
     udp_server: str = "127.0.0.1:1700"  # where the network server listens (semtech-udp)
     path_loss_db: float = 90.0
+    # receive channels beyond the region's default ones (an 8-channel EU868 gateway also hears 867.1-867.9 MHz)
+    extra_channels_hz: tuple[int, ...] = ()
 
 
 class SimConfig(_Model):

@@ -175,7 +175,8 @@ class VirtualRig:
             self.shelly.start()
             self._stack.append(self.shelly.stop)
 
-        self.concentrator = Concentrator(self.medium, self.scheduler, region=self.region.name)
+        self.concentrator = Concentrator(self.medium, self.scheduler, region=self.region.name,
+                                         extra_frequencies_hz=c.gateway.extra_channels_hz)
         self._stack.append(self.concentrator.close)
         g = c.gateway
         udp_forwarder = udp_server = None
