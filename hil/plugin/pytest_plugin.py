@@ -45,6 +45,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="override a rig-file value for this run, e.g. --rig-set sim.dut.defects=[rx1_late] "
                          "(the value is YAML; repeat for several)")
     parser.addini("hil_rig", "default rig file", default=DEFAULT_RIG)
+    suites = parser.getgroup("hil-suites", "mission-suite sizes")
+    suites.addoption("--devnonce-joins", type=int, default=5, metavar="N",
+                     help="joins (each after a restart of another kind) in the DevNonce suite (default 5)")
+    suites.addoption("--power-fail-cycles", type=int, default=50, metavar="M",
+                     help="supply cuts around the join-request in the DevNonce power-fail campaign (default 50)")
+    suites.addoption("--power-fail-seed", type=int, default=1, metavar="SEED",
+                     help="random seed of the power-fail campaign's cut instants (default 1)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,6 +59,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SAFE_LOG] = []
     install_log_redaction()
     install_record_redaction()  # also reaches pytest's own capture handlers, added per test
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``slow`` tests (long campaigns) run only when the -m expression names them."""
+    if "slow" in (config.getoption("markexpr", "") or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+        config.hook.pytest_deselected(items=slow)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
