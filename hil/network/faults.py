@@ -15,7 +15,9 @@ downlink, ``count=None`` keeps spoiling until ``clear``. Where each fault applie
 =====================  ==================================================================
 
 A fault is consumed only by a frame it applies to; a fault that cannot apply (e.g. a replay
-before any downlink was sent) stays armed.
+before any downlink was sent) stays armed. ``on="join_accept"`` (or ``"data"``) narrows a fault
+to that kind of frame: ``inject(eui, Fault.RX2_ONLY, on="join_accept")`` leaves the answers to data
+uplinks alone, whatever the device sends before its next join-request.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Literal
+
+FrameKind = Literal["any", "join_accept", "data"]
 
 from hil.lorawan.errors import FrameError
 from hil.lorawan.types import EUI64
@@ -51,6 +56,7 @@ class ArmedFault:
     remaining: int | None
     late_by_s: float = DEFAULT_LATE_BY_S
     by: int = DEFAULT_JUMP_BY
+    on: FrameKind = "any"
 
 
 def _eui(dev_eui: EUI64 | int | str) -> EUI64:
@@ -75,13 +81,16 @@ class FaultInjector:
         *,
         late_by_s: float | None = None,
         by: int | None = None,
+        on: FrameKind = "any",
     ) -> None:
         """Spoil the device's next ``count`` applicable frames (None: until :meth:`clear`).
 
-        ``late_by_s`` goes with TOO_LATE, ``by`` with JUMP_FCNT_DOWN. Injecting a fault that is
-        already armed replaces it.
+        ``late_by_s`` goes with TOO_LATE, ``by`` with JUMP_FCNT_DOWN; ``on`` limits the fault to
+        join-accepts or data downlinks. Injecting a fault that is already armed replaces it.
         """
         fault = Fault(fault)
+        if on not in ("any", "join_accept", "data"):
+            raise FaultError(f"on must be 'any', 'join_accept' or 'data', got {on!r}")
         if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
             raise FaultError(f"count must be an int >= 1 or None (until cleared), got {count!r}")
         if late_by_s is not None and fault is not Fault.TOO_LATE:
@@ -97,6 +106,7 @@ class FaultInjector:
             count,
             DEFAULT_LATE_BY_S if late_by_s is None else float(late_by_s),
             DEFAULT_JUMP_BY if by is None else by,
+            on,
         )
         with self._lock:
             self._armed[(_eui(dev_eui), fault)] = armed
@@ -121,12 +131,12 @@ class FaultInjector:
         with self._lock:
             return self._armed.get((_eui(dev_eui), Fault(fault)))
 
-    def take(self, dev_eui: EUI64 | int | str, fault: Fault) -> ArmedFault | None:
-        """Consume one use of an armed fault; None if it is not armed."""
+    def take(self, dev_eui: EUI64 | int | str, fault: Fault, frame: FrameKind = "any") -> ArmedFault | None:
+        """Consume one use of an armed fault by a ``frame`` (join_accept/data); None if none applies."""
         key = (_eui(dev_eui), Fault(fault))
         with self._lock:
             armed = self._armed.get(key)
-            if armed is None:
+            if armed is None or (armed.on != "any" and frame != "any" and armed.on != frame):
                 return None
             if armed.remaining is not None:
                 if armed.remaining <= 1:

@@ -349,13 +349,13 @@ class NetworkServer:
                          mic_valid=True, **up)
             return
         eui = state.dev_eui
-        if state.last_downlink_phy is not None and self.faults.take(eui, Fault.REPLAY_DOWNLINK):
+        if state.last_downlink_phy is not None and self.faults.take(eui, Fault.REPLAY_DOWNLINK, "join_accept"):
             self._log_up(uplink, t, "join_request", events.ACCEPTED, dr=dr, mic_valid=True,
                          reason="answered with the previous downlink (Fault.REPLAY_DOWNLINK); no new session", **up)
             self._emit_replay(state, uplink, windows, out)
             return
-        drop = self.faults.take(eui, Fault.DROP_JOIN_ACCEPT)
-        corrupt = None if drop else self.faults.take(eui, Fault.CORRUPT_MIC)
+        drop = self.faults.take(eui, Fault.DROP_JOIN_ACCEPT, "join_accept")
+        corrupt = None if drop else self.faults.take(eui, Fault.CORRUPT_MIC, "join_accept")
         result = self.join_server.accept(state, request, now=t, corrupt_mic=corrupt is not None)
         self.registry.activate(state, result.session)
         accepted = {"dev_addr": str(result.session.dev_addr), "join_nonce": result.join_accept.join_nonce}
@@ -368,7 +368,7 @@ class NetworkServer:
             return
         faults = [Fault.CORRUPT_MIC.value] if corrupt else []
         items = [replace(i, phy_payload=result.phy_payload) for i in windows]
-        items = self._window_faults(eui, items, faults)
+        items = self._window_faults(eui, items, faults, "join_accept")
         self._emit(state, uplink.gateway_id, items, out, t, mtype="join_accept", faults=faults,
                    mic_valid=not result.mic_corrupted, **down)
 
@@ -472,7 +472,7 @@ class NetworkServer:
                                   dev_eui=str(state.dev_eui), reason=f"no receive window: {exc}")
             return
         eui = state.dev_eui
-        if state.last_downlink_phy is not None and self.faults.take(eui, Fault.REPLAY_DOWNLINK):
+        if state.last_downlink_phy is not None and self.faults.take(eui, Fault.REPLAY_DOWNLINK, "data"):
             sess.pending_ack_fcnt = None  # this uplink's ACK is lost with the replay, not carried by a later frame
             self._emit_replay(state, uplink, windows, out)
             return
@@ -488,25 +488,26 @@ class NetworkServer:
         rx = radio.session_rx(sess)
         gateway = state.last_gateway_id or self.default_gateway_id
         window = radio.class_c_item(self.region, b"", rx, power_dbm=self.downlink_power_dbm)
-        if state.last_downlink_phy is not None and self.faults.take(state.dev_eui, Fault.REPLAY_DOWNLINK):
+        if state.last_downlink_phy is not None and self.faults.take(state.dev_eui, Fault.REPLAY_DOWNLINK, "data"):
             self._emit_replay(state, None, [window], out, gateway_id=gateway)
             return
         built, faults = self._build(state, sess, [])
         self._emit_data(state, sess, built, gateway, [replace(window, phy_payload=built.phy_payload)], out, t, faults)
 
     def _build(self, state: DeviceState, sess: Session, answers: list[MacCommand]) -> tuple[downlink.BuiltDownlink, list[str]]:
-        jump = self.faults.take(state.dev_eui, Fault.JUMP_FCNT_DOWN)
-        corrupt = self.faults.take(state.dev_eui, Fault.CORRUPT_MIC)
+        jump = self.faults.take(state.dev_eui, Fault.JUMP_FCNT_DOWN, "data")
+        corrupt = self.faults.take(state.dev_eui, Fault.CORRUPT_MIC, "data")
         faults = [f.fault.value for f in (jump, corrupt) if f is not None]
         built = downlink.build(state, sess, mac_answers=answers, jump_by=jump.by if jump else 0,
                                corrupt_mic=corrupt is not None)
         return built, faults
 
-    def _window_faults(self, eui: EUI64, items: list[DownlinkItem], faults: list[str]) -> list[DownlinkItem]:
-        if self.faults.take(eui, Fault.RX2_ONLY):
+    def _window_faults(self, eui: EUI64, items: list[DownlinkItem], faults: list[str],
+                       frame: str = "data") -> list[DownlinkItem]:
+        if self.faults.take(eui, Fault.RX2_ONLY, frame):  # type: ignore[arg-type]
             items = items[1:]
             faults.append(Fault.RX2_ONLY.value)
-        late = self.faults.take(eui, Fault.TOO_LATE)
+        late = self.faults.take(eui, Fault.TOO_LATE, frame)  # type: ignore[arg-type]
         if late is not None:
             items = [replace(i, delay_s=(i.delay_s or 0.0) + late.late_by_s) for i in items]
             faults.append(Fault.TOO_LATE.value)

@@ -94,8 +94,9 @@ def test_join_accept_in_rx1_is_taken_at_the_first_attempt(rig, dut, network) -> 
 
 def test_join_accept_in_rx2_only_is_taken(rig, dut, network) -> None:  # type: ignore[no-untyped-def]
     device = _device(rig)
+    join_now(rig, dut)  # settle: a DUT that joins by itself at boot has done so
     mark = since_now(rig, network)
-    network.faults.inject(device.dev_eui, Fault.RX2_ONLY)
+    network.faults.inject(device.dev_eui, Fault.RX2_ONLY, on="join_accept")
     result = join_now(rig, dut)
     accepts = mark.join_accepts()
     assert result.joined, f"the DUT did not join: {result.line!r}; network:\n{describe(mark.events())}"
@@ -106,8 +107,9 @@ def test_join_accept_in_rx2_only_is_taken(rig, dut, network) -> None:  # type: i
 
 def test_late_join_accept_is_not_taken(rig, dut, network) -> None:  # type: ignore[no-untyped-def]
     device = _device(rig)
+    join_now(rig, dut)  # settle: a DUT that joins by itself at boot has done so
     mark = since_now(rig, network)
-    network.faults.inject(device.dev_eui, Fault.TOO_LATE)
+    network.faults.inject(device.dev_eui, Fault.TOO_LATE, on="join_accept")
     result = join_now(rig, dut)
     assert result.joined, f"the DUT did not join after a late accept: {result.line!r}\n{describe(mark.events())}"
     requests, accepts = mark.join_requests(), mark.join_accepts()
@@ -118,8 +120,9 @@ def test_late_join_accept_is_not_taken(rig, dut, network) -> None:  # type: igno
 
 def test_join_accept_with_bad_mic_is_ignored(rig, dut, network) -> None:  # type: ignore[no-untyped-def]
     device = _device(rig)
+    join_now(rig, dut)  # settle: a DUT that joins by itself at boot has done so
     mark = since_now(rig, network)
-    network.faults.inject(device.dev_eui, Fault.CORRUPT_MIC)
+    network.faults.inject(device.dev_eui, Fault.CORRUPT_MIC, on="join_accept")
     result = join_now(rig, dut)
     requests, accepts = mark.join_requests(), mark.join_accepts()
     assert accepts and "corrupt_mic" in accepts[0].faults, f"no corrupted accept was sent:\n{describe(accepts)}"
@@ -216,7 +219,7 @@ def test_join_accept_settings_are_applied(rig, dut, network) -> None:  # type: i
         assert acked.status == "acked", (f"the ACK sent in RX1 at RxDelay 2 s (DR offset 1) was not received: "
                                          f"{acked.status} {acked.line!r}\n{describe(mark.events())}")
 
-        network.faults.inject(device.dev_eui, Fault.RX2_ONLY)
+        network.faults.inject(device.dev_eui, Fault.RX2_ONLY, on="data")
         acked = send_when_free(rig, dut, 2, b"rx2", confirmed=True)
         rx2 = [e for e in mark.events(direction="down") if e.ack and e.windows == ("RX2",)]
         assert rx2 and rx2[-1].dr == 1, f"no RX2-only ACK at DR1 ({acked}):\n{describe(mark.events())}"

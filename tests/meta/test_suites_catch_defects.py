@@ -77,3 +77,24 @@ def test_suite_catches_defect(defect: str, tmp_path: Path) -> None:
     assert failed, f"the {suite} suite passes on a DUT with the defect {defect}: it cannot catch it\n{output}"
     missing = [name for name in CATCHES[defect] if name not in failed]
     assert not missing, f"with {defect}, {missing} passed; failed were {failed}\n{output}"
+
+
+TEST_NWK_KEY = "000102030405060708090a0b0c0d0e0f"  # the virtual device's NwkKey for the 1.1 variant
+VARIANTS: dict[str, tuple[str, ...]] = {
+    # the rig's declared version and class drive the suites: LoRaWAN 1.1 (NwkKey root, JoinNonce,
+    # 1.1 session keys) on a Class A device, the other end of the matrix from rigs/sim.yaml (1.0.4, C)
+    "lorawan-1.1-class-A": ('sim.dut.lorawan_version="1.1"', 'dut.lorawan.version="1.1"',
+                            f"sim.dut.nwk_key={TEST_NWK_KEY}", f"dut.lorawan.nwk_key={TEST_NWK_KEY}",
+                            "sim.dut.device_class=A", "dut.lorawan.device_class=A"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_join_and_devnonce_suites_pass_on_variant(variant: str, tmp_path: Path) -> None:
+    junit = tmp_path / "junit.xml"
+    command = [sys.executable, "-m", "pytest", "tests/hil", "-q", "-p", "no:cacheprovider", "-m", "join or devnonce",
+               f"--rig-set=name=sim-meta-{variant}", *(f"--rig-set={item}" for item in VARIANTS[variant]),
+               f"--junitxml={junit}"]
+    done = subprocess.run(command, cwd=ROOT, env={**os.environ, "HIL_META_CHILD": "1"}, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, f"the join/devnonce suites fail on the {variant} DUT:\n{done.stdout[-4000:]}"
