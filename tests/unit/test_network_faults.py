@@ -238,3 +238,26 @@ def test_fault_argument_checks(net):
     assert server.faults.peek(eui, Fault.RX2_ONLY).remaining == 3
     server.faults.clear()
     assert server.faults.armed(eui) == []
+
+
+def test_fault_limited_to_join_accepts_leaves_data_answers_alone(net):
+    server, _, clock = net
+    dev = device(net)
+    server.faults.inject(dev.config.dev_eui, Fault.RX2_ONLY, on="join_accept")
+    [frame] = dev.up(1, b"u", confirmed=True)
+    assert len(frame.items) == 2  # a data answer: not spoiled, the fault stays armed
+    assert server.faults.peek(dev.config.dev_eui, Fault.RX2_ONLY) is not None
+    clock.advance(10)
+    [frame] = dev.join(1)
+    assert [i.delay_s for i in frame.items] == [6.0]
+    assert server.faults.peek(dev.config.dev_eui, Fault.RX2_ONLY) is None
+
+
+def test_fault_limited_to_data_leaves_join_accepts_alone(net):
+    server, _, clock = net
+    dev = device(net, join=False)
+    server.faults.inject(dev.config.dev_eui, Fault.CORRUPT_MIC, on="data")
+    [frame] = dev.join(0)
+    assert server.events.last(direction="down").mic_valid is True
+    with pytest.raises(FaultError, match="on must be"):
+        server.faults.inject(dev.config.dev_eui, Fault.CORRUPT_MIC, on="everything")  # type: ignore[arg-type]
