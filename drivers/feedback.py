@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from drivers.instruments.profiles import DmmProfile, load_dmm_profile
 from drivers.instruments.visa import InstrumentError, ScpiSession, Transport, connect
 from hil.clock import Clock, Deadline
+from hil.report.steps import rig_step_method
 
 log = logging.getLogger(__name__)
 steps = logging.getLogger("hil.steps")
@@ -157,6 +158,7 @@ class Dmm:
         """Send a raw query and return its reply."""
         return self.session.query(command)
 
+    @rig_step_method("meter: measure AC volts")
     def ac_voltage(self) -> float:
         """One AC-volts reading; InstrumentError on an overload or a reply that is not a number."""
         t = self.clock.now()
@@ -510,6 +512,7 @@ class SmartMeter:
                                   f"({seen}; broker {self.broker_url})", resource=self.resource)
         return latest
 
+    @rig_step_method("meter: measure AC volts")
     def ac_voltage(self) -> float:
         """The latest status's voltage; waits up to ``status_timeout_s`` rig seconds for a first status."""
         if self._client is None:

@@ -26,6 +26,7 @@ from typing import Literal
 from drivers.instruments.profiles import PsuChannelLimits, PsuProfile, load_psu_profile
 from drivers.instruments.visa import InstrumentError, OperationNotSupported, ScpiSession, Transport, connect
 from hil.clock import Clock
+from hil.report.steps import rig_step_method
 
 log = logging.getLogger(__name__)
 steps = logging.getLogger("hil.steps")
@@ -401,6 +402,7 @@ class PowerSupply:
 
     # -- timed helpers (rig time) --------------------------------------------------------------
 
+    @rig_step_method("psu: power cycle", "off_time_s")
     def power_cycle(self, off_time_s: float) -> None:
         """Output off, ``off_time_s`` rig seconds, output on."""
         if not off_time_s >= 0:
@@ -412,6 +414,7 @@ class PowerSupply:
             self.clock.sleep(remaining)
         self._switch(True)
 
+    @rig_step_method("psu: brown-out", "dip_to_v", "duration_s")
     def brown_out(self, dip_to_v: float, duration_s: float) -> None:
         """Dip the output to ``dip_to_v`` for ``duration_s`` rig seconds, then restore the setpoint."""
         self._check("brown_out", dip_to_v, "max_voltage", "V")
@@ -429,6 +432,7 @@ class PowerSupply:
         finally:
             self._set_voltage(nominal, "brown-out restore")
 
+    @rig_step_method("psu: cut scheduled", "rig_time")
     def cut_at(self, rig_time: float) -> CutHandle:
         """Switch the output off at ``rig_time`` (from a small thread waiting on the clock); at once if past."""
         if not math.isfinite(rig_time):

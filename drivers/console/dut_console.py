@@ -39,6 +39,7 @@ from drivers.console.transport import SerialTransport
 from hil.clock import Clock, Deadline
 from hil.lorawan.crypto import AESKey
 from hil.lorawan.types import EUI64
+from hil.report.steps import rig_step_method
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +283,7 @@ class DutConsole:
 
     # -- LoRaWAN -------------------------------------------------------------------------------
 
+    @rig_step_method("dut: join", "deadline")
     def join(self, deadline: Deadline) -> JoinResult:
         """Start a join and wait for the module's report: joined, or failed (after its attempts)."""
         spec = self._require(self.profile.join, "join", "join command")
@@ -307,6 +309,7 @@ class DutConsole:
         value = next(h.match.group("value") for h in hits if "value" in h.match.re.groupindex)
         return re.fullmatch(spec.joined, value.strip()) is not None
 
+    @rig_step_method("dut: uplink on port {port}", "payload", "confirmed", "deadline")
     def send_uplink(self, port: int, payload: bytes, confirmed: bool, deadline: Deadline) -> SendResult:
         """Send ``payload`` on ``port`` and wait until the module reports the uplink over."""
         spec = self._require(self.profile.send, "send", "uplink command")
@@ -384,6 +387,7 @@ class DutConsole:
 
     # -- resets --------------------------------------------------------------------------------
 
+    @rig_step_method("dut: reset", "deadline")
     def reset(self, deadline: Deadline) -> None:
         """Reboot the module (``ATZ``...) and wait until it answers the probe again."""
         self._reboot(self._require(self.profile.reset, "reset", "reset command"), deadline)
