@@ -13,9 +13,10 @@ parts; a file that does not load is listed with its first problem instead.
 Rows, in order: rig file, lock, bring-up (providers such as the virtual rig), psu (``*IDN?`` and
 output state), dut.console (powered through the psu first, then its probe answered and its
 identity), gateway (transport started, broker reached, the gateway seen), feedback (one AC
-reading), dut.swd, and safe state (what closing the session did). A part the rig lacks is shown
-as ``-`` (not in the rig file), an SWD probe as ``SKIP`` (no driver yet), the console as ``SKIP``
-when the psu failed; the exit code is 1 if any row is ``FAIL``. Every wait is in rig time with a
+reading), dut.swd (the probe opened without halting the DUT, the target type, its core and state,
+the MCU's unique ID), and safe state (what closing the session did). A part the rig lacks is shown
+as ``-`` (not in the rig file), the console and the probe as ``SKIP`` when the psu failed; the
+exit code is 1 if any row is ``FAIL``. Every wait is in rig time with a
 deadline, a rig fault or a bad rig file is a FAIL row with its message (never a traceback), and
 the rig is left safe (supply off) at the end.
 """
@@ -306,8 +307,10 @@ def _check_parts(session: Any, check: _Check) -> None:
     swd = rig.dut.swd
     if swd is None:
         check.row("dut.swd", ABSENT, NOT_IN_RIG)
+    elif psu_ok is False:
+        check.row("dut.swd", SKIP, "the DUT cannot be powered (psu FAIL)")
     else:
-        check.row("dut.swd", SKIP, f"probe {swd.probe_uid} ({swd.target}): not supported by this framework yet")
+        check.attempt("dut.swd", lambda: _swd(session), where=f"probe {swd.probe_uid} ({swd.target})")
 
 
 def _psu(session: Any) -> str:
@@ -382,6 +385,19 @@ def _poll(clock: Clock, look: Callable[[], list[str]], within_s: float) -> list[
         if found or deadline.expired:
             return found
         clock.wait(never, min(POLL_S, deadline.remaining))
+
+
+def _swd(session: Any) -> str:
+    rig: Rig = session.rig
+    if rig.psu is not None:
+        session.psu().output(True)  # a probe reaches only a powered target
+    probe = session.swd()  # attaches: the DUT is neither halted nor reset
+    info = probe.info()
+    try:
+        uid = f"; MCU unique ID {probe.unique_id().hex()}"
+    except ValueError:  # a target whose unique-ID location is not known: not a failure of the probe
+        uid = ""
+    return f"{info['probe']}; target {info['target']}, {info['core']} {info['state']}{uid}"
 
 
 def _feedback(session: Any) -> str:

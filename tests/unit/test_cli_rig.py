@@ -69,7 +69,7 @@ def test_list_shipped_rigs_with_bench_secrets_set(capsys: pytest.CaptureFixture[
     assert "rigs/sim.yaml" in sim and " virtual " in sim
     for part in ("dut.console (rak3172)", "gateway (chirpstack-mqtt)", "psu (keysight-e36300)", "feedback (dmm"):
         assert part in sim
-    assert "dut.swd" not in sim
+    assert "dut.swd (hil_relay_node)" in sim
     bench = next(line for line in out.splitlines() if line.startswith("bench-07 "))
     assert "rigs/bench-example.yaml" in bench and " real " in bench
     for part in ("dut.console (stm32wl-at-slave)", "dut.swd (stm32wl55jcix)", "psu (rigol-dp800)",
@@ -124,7 +124,7 @@ def test_check_of_the_virtual_rig_is_all_ok(tmp_path: Path, capsys: pytest.Captu
     assert "powered through the psu" in console and "version 1.0.0" in console and "dev_eui 70b3d57ed0000001" in console
     assert "gateway 0016c001f153a14c ONLINE" in table["gateway"][1]
     assert "V AC" in table["feedback"][1]
-    assert table["dut.swd"] == ("-", "not in the rig file")
+    assert table["dut.swd"][0] == "OK" and "target hil_relay_node, Cortex-M4 running" in table["dut.swd"][1]
     assert table["safe state"] == ("OK", "supply output off")
     assert out.rstrip().endswith("all parts OK")
     assert not (lock_dir / "sim.holder.json").exists()  # the rig was given back
@@ -150,14 +150,13 @@ def test_check_semtech_udp_gateway_and_swd_probe(tmp_path: Path, capsys: pytest.
     text = SIM_YAML.replace("    transport: chirpstack-mqtt   # or semtech-udp", "    transport: semtech-udp")
     text = re.sub(r"\ngateway:\n  transport: chirpstack-mqtt.*?\n(?=psu:)",
                   "\ngateway:\n  transport: semtech-udp\n  bind: ${sim:udp}\n", text, flags=re.S)
-    text = text.replace("    dialect: *sim_dialect         # profile",
-                        "    dialect: *sim_dialect\n  swd: {probe_uid: 0669FF123456, target: stm32wl55jcix}\n  # profile")
+    text = text.replace("probe_uid: ${sim:probe_uid}", "probe_uid: 0669FF123456")  # a probe that is not there
     rig = tmp_path / "udp.yaml"
     rig.write_text(text)
     code, table, out = check(capsys, tmp_path, "--rig", str(rig))
-    assert code == 0, out
+    assert code == 1 and re.search(r"^FAIL: dut.swd$", out, re.M), out
     assert table["gateway"][0] == "OK" and "PULL_DATA from gateway 0016c001f153a14c" in table["gateway"][1]
-    assert table["dut.swd"] == ("SKIP", "probe 0669FF123456 (stm32wl55jcix): not supported by this framework yet")
+    assert table["dut.swd"][0] == "FAIL" and "SWD probe 0669FF123456 not found" in table["dut.swd"][1]
 
 
 def test_check_of_a_rig_with_only_a_console(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
