@@ -44,6 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--rig-set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a rig-file value for this run, e.g. --rig-set sim.dut.defects=[rx1_late] "
                          "(the value is YAML; repeat for several)")
+    group.addoption("--firmware", default=None, metavar="PATH",
+                    help="flash this image (.bin/.hex/.elf) through the SWD probe at session start, unless the DUT "
+                         "already holds it (default: the rig file's dut.swd.firmware, if any)")
     parser.addini("hil_rig", "default rig file", default=DEFAULT_RIG)
     suites = parser.getgroup("hil-suites", "mission-suite sizes")
     suites.addoption("--devnonce-joins", type=int, default=5, metavar="N",
@@ -110,6 +113,7 @@ def rig(request: pytest.FixtureRequest) -> Iterator[RigSession]:
         raise RigFault(f"bad rig file: {exc}") from None
     config.stash[_SESSION_KEY] = session
     try:
+        _flash_at_start(session, config.getoption("--firmware"))
         yield session
     finally:
         del config.stash[_SESSION_KEY]
@@ -168,10 +172,28 @@ def relay(rig: RigSession) -> Any:
 
 @pytest.fixture
 def swd(rig: RigSession) -> Any:
-    """The DUT's debug probe."""
+    """The DUT's debug probe (drivers.swd.SwdProbe), with the DUT powered: a probe reaches only a powered target."""
     if rig.rig.dut.swd is None:
         pytest.skip("this test needs an SWD probe: the rig file has no 'dut.swd'")
-    pytest.skip("the SWD probe driver is not part of this framework yet")
+    from drivers.swd import load_pyocd
+
+    load_pyocd()  # its import stalls the interpreter: before the DUT is powered and on the air
+    if rig.rig.psu is not None:
+        rig.psu().output(True)
+    return rig.swd()
+
+
+def _flash_at_start(session: RigSession, option: str | None) -> None:
+    """``--firmware PATH``, else the rig file's ``dut.swd.firmware``: flashed before the first test
+    (``session.firmware_info`` records it for the report), then the rig is left safe again."""
+    swd = session.rig.dut.swd
+    image = Path(option) if option else (swd.firmware if swd is not None else None)
+    if image is None:
+        return
+    if swd is None:
+        raise RigFault(f"--firmware {image}: the rig file has no dut.swd (no probe to flash it through)")
+    session.flash_firmware(image)
+    session.make_safe("after flashing the firmware")
 
 
 @pytest.fixture(autouse=True)

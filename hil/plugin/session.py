@@ -46,6 +46,7 @@ class RigSession:
         self._lock = threading.RLock()
         self.relay_used = False
         self.diagnostics: list[str] = []  # what the providers reported at the end (e.g. virtual-rig lag)
+        self.firmware_info: dict[str, str] = {}  # the image flashed at session start, for the report
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -197,6 +198,42 @@ class RigSession:
 
         self.relay_used = True
         return self._part("relay", make)
+
+    def swd(self) -> Any:
+        """The DUT's debug probe (drivers.swd.SwdProbe), opened without halting the DUT."""
+        s = self.rig.dut.swd
+        if s is None:
+            raise MissingPart("this test needs an SWD probe: the rig file has no 'dut.swd'")
+
+        def make() -> Any:
+            from drivers.swd import SwdProbe
+
+            probe = SwdProbe(s.probe_uid, s.target, self.clock, nvm_layout=s.nvm_layout)
+            probe.open()
+            return probe
+
+        return self._part("swd", make)
+
+    def flash_firmware(self, image: Path) -> dict[str, str]:
+        """Flash ``image`` through the probe (powering the DUT first when the rig has a supply),
+        skipped when the chip already holds it; its name, hash and version go to :attr:`firmware_info`."""
+        from drivers.swd import ImageError
+
+        if self.rig.psu is not None:
+            self.psu().output(True)  # a probe only reaches a powered target
+        try:
+            result = self.swd().flash(image)
+        except ImageError as exc:
+            raise RigFault(f"the firmware image cannot be flashed: {exc}") from None
+        self.firmware_info = {
+            "firmware": str(result.path), "firmware_sha256": result.sha256,
+            "firmware_version": result.version or "unknown",
+            "firmware_flashed": ("no: the chip already held it" if result.skipped
+                                 else f"yes, in {result.seconds:.2f} rig s"),
+        }
+        self.diagnostics.append(f"firmware {result.path.name} (version {result.version or 'unknown'}, sha256 "
+                                f"{result.sha256[:16]}...): " + ("already on the DUT" if result.skipped else "flashed"))
+        return self.firmware_info
 
     def _part(self, name: str, make: Any) -> Any:
         with self._lock:

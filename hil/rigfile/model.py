@@ -57,11 +57,13 @@ __all__ = [
     "LoRaWAN",
     "Network",
     "NvmField",
+    "OperatorHandler",
     "Placeholder",
     "Psu",
     "Relay",
     "Rig",
     "RigFileError",
+    "ScpiHandler",
     "SemtechUdpGateway",
     "SmartMeterFeedback",
     "Swd",
@@ -488,6 +490,26 @@ class SmartMeterFeedback(_Feedback):
 Feedback = Annotated[DmmFeedback | SmartMeterFeedback, Field(discriminator="kind")]
 
 
+# -- handler (provisioning: who swaps units in the fixture) ----------------------------------------
+
+class ScpiHandler(_Model):
+    """An automated unit handler remote-controlled over SCPI (drivers/handler.py)."""
+
+    kind: Literal["scpi"]
+    resource: VisaResource
+    load_timeout_s: float = Field(60.0, gt=0)  # rig seconds a load or unload may take
+    commands: dict[str, str] = Field(default_factory=dict)  # this handler's words, over the driver's defaults
+
+
+class OperatorHandler(_Model):
+    """No machine: the station asks the operator on its terminal to swap the unit (and scan its label)."""
+
+    kind: Literal["operator"]
+
+
+Handler = Annotated[ScpiHandler | OperatorHandler, Field(discriminator="kind")]
+
+
 # -- network, timing -------------------------------------------------------------------------------
 
 class Network(_Model):
@@ -508,7 +530,7 @@ class Timing(_Model):
 
 # -- the rig ---------------------------------------------------------------------------------------
 
-PARTS = ("dut.console", "dut.swd", "dut.lorawan", "dut.relay", "gateway", "psu", "feedback")
+PARTS = ("dut.console", "dut.swd", "dut.lorawan", "dut.relay", "gateway", "psu", "feedback", "handler")
 
 
 class Rig(_Model):
@@ -520,6 +542,7 @@ class Rig(_Model):
     gateway: Gateway | None = None
     psu: Psu | None = None
     feedback: Feedback | None = None
+    handler: Handler | None = None  # provisioning: the unit handler (or the operator) swapping units
     network: Network = Network()
     timing: Timing = Timing()
     sim: SimConfig | None = None  # a virtual rig: what hil.sim emulates

@@ -87,6 +87,37 @@ class SimGateway(_Model):
     extra_channels_hz: tuple[int, ...] = ()
 
 
+class SimLabels(_Model):
+    """Pre-printed TR005 labels on the units the virtual handler loads (its scanner reads them)."""
+
+    join_eui: EUI64
+    dev_eui_start: EUI64  # unit n (1, 2, ...) carries dev_eui_start + n - 1
+    vendor_id: int = Field(0xFFFF, ge=0, le=0xFFFF)
+    model_id: int = Field(0x0001, ge=0, le=0xFFFF)
+
+    @field_validator("join_eui", "dev_eui_start", mode="before")
+    @classmethod
+    def _eui(cls, value: Any) -> EUI64:
+        return SimDut._eui(value)
+
+
+class SimHandler(_Model):
+    """The virtual automated handler (hil/sim/instruments/handler.py): swaps factory-fresh DUTs in."""
+
+    units: int = Field(1000, ge=1)  # units in the input tray
+    load_time_s: float = Field(2.0, ge=0)  # rig seconds to pick a unit and press it into the fixture
+    unload_time_s: float = Field(1.0, ge=0)
+    state_file: Path | None = None  # keeps tray position, unit present and bins across runs (with dut.nvm_file)
+    labels: SimLabels | None = None  # None: the units carry no label
+
+
+class SimSwd(_Model):
+    """The DUT's debug port (hil/sim/swd): a simulated probe for pyocd, in this process and over TCP."""
+
+    probe_server: bool = True  # also serve it through pyocd's TCP probe server (remote:127.0.0.1:<port>)
+    unique_id: str | None = Field(None, pattern=r"^[0-9a-fA-F]{24}$")  # the MCU's 96-bit UID; None: from the seed
+
+
 class SimConfig(_Model):
     """The whole ``sim:`` section."""
 
@@ -98,6 +129,8 @@ class SimConfig(_Model):
     feedback: SimFeedback = SimFeedback()
     mains: SimMains = SimMains()
     gateway: SimGateway = SimGateway()
+    swd: SimSwd = SimSwd()
+    handler: SimHandler | None = None  # a unit handler swapping in factory-fresh DUTs (provisioning)
 
 
 def _where(error: dict[str, Any]) -> str:

@@ -12,6 +12,11 @@ and returns the value of each placeholder name:
 ``udp``         ``host:port`` the network server binds for Semtech UDP (the forwarder sends there)
 ``gateway_id``  the virtual gateway's id (16 hex digits)
 ``shelly_prefix``  the smart meter's MQTT topic prefix (feedback kind shelly)
+``handler``     the unit handler's VISA resource (with a ``handler:`` section)
+``probe_uid``   the DUT's simulated SWD probe for pyocd in this process (``hilsim:<unit>``)
+``probe_server``  the same probe through pyocd's TCP probe server (``remote:127.0.0.1:<port>``;
+                ``sim.swd.probe_server``), usable as a probe_uid from any process
+``swd_target``  the pyocd target type of the virtual MCU (``hil_relay_node``)
 ==============  ===============================================================================
 """
 
@@ -56,6 +61,9 @@ class SimProvider:
             names.add("mqtt")
         if c.gateway.transport == "semtech-udp":
             names.add("udp")
+        if c.handler is not None:
+            names.add("handler")
+        names.update({"probe_uid", "swd_target"} | ({"probe_server"} if c.swd.probe_server else set()))
         return frozenset(names)
 
     @property
@@ -74,8 +82,10 @@ class SimProvider:
         ep = self.endpoints = self.rig.start()
         values = {"console": ep.console_path, "psu": ep.psu_resource, "gateway_id": ep.gateway_id}
         optional = {"dmm": ep.dmm_resource, "mqtt": ep.mqtt_url, "udp": ep.udp_server,
-                    "shelly_prefix": ep.shelly_topic_prefix}
+                    "shelly_prefix": ep.shelly_topic_prefix, "probe_uid": ep.probe_uid,
+                    "probe_server": ep.probe_server, "swd_target": ep.swd_target}
         values.update({name: value for name, value in optional.items() if value is not None})
+        values.update({k: v for k, v in ep.extra.items() if k == "handler"})
         return values
 
     def diagnostics(self) -> list[str]:

@@ -32,6 +32,7 @@ from hil.sim.gateway.chirpstack_bridge import ChirpStackBridge
 from hil.sim.gateway.concentrator import Concentrator
 from hil.sim.gateway.semtech_forwarder import SemtechForwarder
 from hil.sim.instruments.dmm import VirtualDmm
+from hil.sim.instruments.handler import HandledUnit, VirtualHandler
 from hil.sim.instruments.psu import VirtualPsu
 from hil.sim.instruments.smart_meter import ShellyConfig, ShellyMeter
 from hil.sim.mains import MainsConfig, RelayContact
@@ -63,6 +64,9 @@ class RigEndpoints:
     nvm_file: str
     time_scale: float
     extra: dict[str, Any] = field(default_factory=dict)
+    probe_uid: str | None = None  # the DUT's simulated SWD probe, for pyocd in this process (hilsim:<unit>)
+    probe_server: str | None = None  # the same probe through pyocd's TCP probe server: remote:host:port
+    swd_target: str | None = None  # the pyocd target type of the virtual MCU
 
     def lines(self) -> list[str]:
         """Human-readable, one endpoint a line (printed by ``python -m hil sim``)."""
@@ -83,6 +87,11 @@ class RigEndpoints:
             out.append(f"gateway      Semtech UDP {self.udp_forwarder} -> network server {self.udp_server}"
                        f"  (EUI {self.gateway_id})")
         out.append(f"dut nvm      {self.nvm_file}")
+        if self.probe_uid:
+            out.append(f"swd probe    {self.probe_uid}  (pyocd target {self.swd_target}; this process only)")
+        if self.probe_server:
+            out.append(f"swd server   {self.probe_server}  <- pyocd commander -u {self.probe_server} "
+                       f"-t {self.swd_target}  (with the DUT powered)")
         out.append(f"time scale   {self.time_scale:g} rig s per real s")
         return out
 
@@ -107,6 +116,10 @@ class VirtualRig:
         self.shelly: ShellyMeter | None = None
         self.concentrator: Concentrator | None = None
         self.bridge: ChirpStackBridge | SemtechForwarder | None = None
+        self.handler: VirtualHandler | None = None
+        self.swd_unit: Any = None  # hil.sim.swd.DebugUnit: the DUT's MCU behind the simulated SWD probe
+        self.probe_server: Any = None  # hil.sim.swd.server.ProbeServer
+        self.dut_unique_id: bytes | None = None  # the MCU unique ID of the unit in the fixture (handler)
         self.endpoints: RigEndpoints | None = None
         self._tempdir: str | None = None
         self._stack: list[Any] = []  # what stop() closes, last started first
@@ -161,6 +174,12 @@ class VirtualRig:
         self._stack.append(self.firmware.close)
         self.console = open_console(d.dialect, self.firmware, self.scheduler)
         self._stack.append(self.console.close)
+        self._start_swd(supply)
+        if c.handler is not None:
+            self.handler = VirtualHandler(c.handler, seed=c.seed, on_unit=self._swap_unit,
+                                          dut_powered=lambda: supply.output_on, scheduler=self.scheduler)
+            self.handler.start()
+            self._stack.append(self.handler.stop)
 
         dmm_resource = None
         if c.feedback.kind == "dmm":
@@ -206,8 +225,41 @@ class VirtualRig:
             gateway_topic_prefix=g.topic_prefix if g.transport == "chirpstack-mqtt" else None,
             udp_forwarder=udp_forwarder, udp_server=udp_server, nvm_file=str(nvm_path),
             time_scale=c.time_scale,
+            extra={"handler": self.handler.resource} if self.handler is not None else {},
+            probe_uid=self.swd_unit.probe_uid, swd_target=self.swd_unit.target,
+            probe_server=self.probe_server.probe_uid if self.probe_server is not None else None,
         )
         return self.endpoints
+
+    def _start_swd(self, supply: Any) -> None:
+        """The DUT's debug port: a simulated SWD probe pyocd opens in this process (``hilsim:<unit>``)
+        and, with ``sim.swd.probe_server``, through pyocd's TCP probe server."""
+        from hil.sim.swd import DebugUnit, derived_unique_id, new_unit_name, register
+        from hil.sim.swd.host import FirmwareHost
+
+        c, fw = self.config, self.firmware
+        assert fw is not None and fw.memory is not None
+        uid = bytes.fromhex(c.swd.unique_id) if c.swd.unique_id else derived_unique_id(f"{c.seed}:{c.dut.dev_eui}")
+        unit = self.swd_unit = DebugUnit(new_unit_name(), fw.memory, host=FirmwareHost(fw), unique_id=uid,
+                                         vdd_min=fw.board.spec.brown_out_v)
+        supply.attach(unit, unit.on_vdd)  # the debug port lives and dies with the DUT's supply
+        unit.on_vdd(supply.terminal_voltage())
+        self._stack.append(register(unit))
+        if c.swd.probe_server:
+            from hil.sim.swd.server import ProbeServer
+
+            self.probe_server = ProbeServer(unit).start()
+            self._stack.append(self.probe_server.stop)
+
+    def _swap_unit(self, unit: HandledUnit, fresh: bool) -> None:
+        """The handler put ``unit`` in the fixture: a fresh one has erased NVM (the DUT is unpowered)."""
+        assert self.firmware is not None
+        if fresh:
+            nvm = self.firmware.nvm
+            nvm.poke(0, bytes([nvm.erased_byte]) * nvm.size)
+        self.dut_unique_id = unit.uid
+        if self.swd_unit is not None:
+            self.swd_unit.set_unique_id(unit.uid)  # the SWD probe reads this unit's MCU unique ID
 
     def make_safe(self) -> None:
         """Relay coil off and supply output off: what every test and every exit leaves behind."""

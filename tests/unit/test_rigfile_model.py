@@ -39,9 +39,11 @@ def test_sim_rig_loads_with_placeholders_and_shared_identity() -> None:
     assert rig.network.net_id == NetID(0x13) and rig.network.join_policy == "allow"
     assert {(p.path, p.name) for p in rig.placeholders()} == {
         ("dut.console.port", "console"), ("gateway.broker", "mqtt"), ("gateway.gateway_id", "gateway_id"),
-        ("psu.resource", "psu"), ("feedback.resource", "dmm"),
+        ("psu.resource", "psu"), ("feedback.resource", "dmm"), ("handler.resource", "handler"),
+        ("dut.swd.probe_uid", "probe_uid"),
     }
-    assert rig.parts() == ("dut.console", "dut.lorawan", "dut.relay", "gateway", "psu", "feedback")
+    assert rig.parts() == ("dut.console", "dut.swd", "dut.lorawan", "dut.relay", "gateway", "psu", "feedback",
+                           "handler")
     assert load_sim_config(rig.path) == rig.sim  # the sim: section reads the same through hil.sim
 
 
@@ -216,7 +218,7 @@ SIM = {"dut": {"app_key": APP_KEY}}
     ("changes", "path", "expected"),
     [
         ({"sim": SIM, "dut": {"console": {"port": "${sim:bogus}"}}}, "dut.console.port",
-         "${sim:bogus}: the sim: section provides no 'bogus' (it provides: console, dmm, gateway_id, mqtt, psu)"),
+         "${sim:bogus}: the sim: section provides no 'bogus' (it provides: console, dmm, gateway_id, mqtt, probe_server, probe_uid, psu, swd_target)"),
         ({"dut": {"console": {"port": "${sim:console}"}}}, "dut.console.port",
          "${sim:console} needs a sim: section, and this rig has none"),
         ({"dut": {"console": {"port": "${lab:console}"}}}, "dut.console.port",
