@@ -5,6 +5,10 @@ twice with the same ``c`` and then declares "no communication". A SYNC response 
 the relay's ``expected`` counter: the controller adopts it and resends the pending command once —
 the frame-counter SYNC recovery. Unsolicited 0x83 announcements (after boot or join) teach it the
 counter too. Every packet sent or received is kept in :attr:`log` for the report.
+
+For negative tests, :meth:`RelayController.seal` and :meth:`RelayController.send_packet` put any
+bytes on the way to the relay (a replayed frame, a damaged one) without touching the counter, and
+:meth:`RelayController.receive` waits for whatever the relay says next.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from hil.clock import Clock, Deadline
+from hil.report.steps import rig_step_method
 from hil.relay.protocol import RESPONSE, Command, RelayKey, RelayMessage, RelayPacketError, decode, encode
 
 RESPONSE_TIMEOUT_S = 5.0
@@ -33,6 +38,7 @@ class LoggedPacket:
     direction: str  # "tx" (controller to relay) or "rx"
     message: RelayMessage | None
     note: str = ""
+    wire: bytes = b""  # the packet as sent or received (encrypted: no key material)
 
 
 class RelayController:
@@ -65,13 +71,14 @@ class RelayController:
     def deliver(self, payload: bytes) -> None:
         """A packet from the relay (any thread). Undecodable packets are logged and dropped."""
         now = self.clock.now()
+        payload = bytes(payload)
         try:
             message = decode(payload, self._key)
         except RelayPacketError as exc:
-            self.log.append(LoggedPacket(now, "rx", None, f"discarded: {exc}"))
+            self.log.append(LoggedPacket(now, "rx", None, f"discarded: {exc}", payload))
             return
         with self._cond:
-            self.log.append(LoggedPacket(now, "rx", message))
+            self.log.append(LoggedPacket(now, "rx", message, "", payload))
             self._inbox.append(message)
             self._cond.notify_all()
 
@@ -83,6 +90,36 @@ class RelayController:
         self.counter = message.fcnt
         self.last_announcement = message
         return message
+
+    def receive(self, match: Callable[[RelayMessage], bool] | None = None,
+                timeout_s: float = RESPONSE_TIMEOUT_S) -> RelayMessage | None:
+        """The next packet from the relay (matching ``match`` if given), taken from the inbox;
+        None if none came within ``timeout_s`` rig seconds. The counter is not touched."""
+        return self._wait_take(match or (lambda m: True), Deadline.after(self.clock, timeout_s))
+
+    def discard_pending(self) -> list[RelayMessage]:
+        """Forget the packets received but not taken yet (e.g. before a power cycle, so that only
+        what the relay says afterwards counts); returns them."""
+        with self._cond:
+            pending, self._inbox = self._inbox, []
+        return pending
+
+    # -- raw packets (negative tests) --------------------------------------------------------
+
+    def seal(self, cmd: int, fcnt: int, arg: bytes = bytes(6)) -> bytes:
+        """The 20-byte wire packet of a command under this controller's key (nothing is sent)."""
+        return encode(RelayMessage(cmd, fcnt, 0, arg), self._key)
+
+    def send_packet(self, wire: bytes, note: str = "raw") -> None:
+        """Send ``wire`` as it is (a replayed or damaged frame); logged, decoded where it can be.
+        The counter does not move and no answer is awaited (see :meth:`receive`)."""
+        wire = bytes(wire)
+        try:
+            message: RelayMessage | None = decode(wire, self._key)
+        except RelayPacketError:
+            message = None
+        self.log.append(LoggedPacket(self.clock.now(), "tx", message, note, wire))
+        self._send(wire)
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -96,6 +133,7 @@ class RelayController:
     def nop(self) -> RelayMessage:
         return self.command(Command.NOP)
 
+    @rig_step_method("relay: command 0x{cmd:02x}", "arg")
     def command(self, cmd: int, arg: bytes = bytes(6)) -> RelayMessage:
         """Send ``cmd`` with the current counter, retrying and recovering the counter by SYNC."""
         self._absorb_announcements()
@@ -105,7 +143,7 @@ class RelayController:
             c = self.counter
             packet = encode(RelayMessage(cmd, c, 0, arg), self._key)
             self.log.append(LoggedPacket(self.clock.now(), "tx", RelayMessage(cmd, c, 0, arg),
-                                         "retry" if attempts else ("after SYNC" if synced else "")))
+                                         "retry" if attempts else ("after SYNC" if synced else ""), packet))
             self._send(packet)
             answer = self._await(cmd, c)
             if answer is None:

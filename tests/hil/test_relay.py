@@ -1,0 +1,386 @@
+"""The 230 V relay's state feedback, checked against an independent measurement (runs on any rig).
+
+Three sources are compared in one assertion that names each: the state the controller commanded,
+what the DUT reports (its commanded state and its mains sense, relay protocol v1 arg[0..3]) and
+the feedback meter at the relay output (DMM or smart meter; mains present at or above the rig
+file's ``feedback.mains_threshold_v``). A DUT that reports the commanded state while its contact
+is welded fails with a message that says so. (A DUT whose feedback merely repeats the command
+can only be told from an honest one when the output differs from the command: a welded contact,
+or mains missing at its input.)
+
+After a power cycle the relay announces itself unsolicited (0x83) with its counter unchanged;
+commanded off before, it comes up off. Commanded on before, the output is dead while the DUT is
+unpowered (the contact opens with the coil) and what the relay announces after power-up agrees
+with the meter; which state it comes up in is the DUT's documented choice (the reference relay
+node restores the last commanded state) and is recorded (``power_up_state_after_on``).
+
+Timing, in rig seconds (relay-protocol.md "Responses and timing"):
+
+* SET_OUTPUT is answered 1 s after the relay switches. The test takes the switching instant from
+  the meter (polled every :data:`POLL_S`) and the answer's start from the network's reception
+  time minus its airtime, and accepts ``1 s ± ANSWER_TOLERANCE_S`` (0.25 s): the contact operates
+  in about 10 ms, the poll adds up to 50 ms, and the virtual rig's timers run a few tens of ms of
+  rig time late (time scale 20). The host stall measured meanwhile (:class:`HostStalls`) is
+  allowed on top: on the virtual rig the DUT runs in the test process, so a stalled host delays
+  it by as much; across a stall above :data:`STALL_LIMIT_S` the command is measured again (a rig
+  fault if every attempt stalled). Before each timed command the test waits until the DUT's duty
+  cycle lets it answer at once (EU868: 99 × the airtime of its last uplink, about 7 s), so the
+  answer is not held back by the radio rules.
+* Latency, per command: command handed to the network → change measured at the output. It
+  includes the gateway's scheduling margin and the downlink's airtime (Class C on RX2, SF12 in
+  EU868: about 1.8 s); recorded with ``record_property`` (``latency_set_on_s``...) and named in
+  the three-source assertion's message.
+
+The helpers at the top (relay brought up, radio free, output watch, host stalls, three-source
+check) are used by ``test_fcnt.py`` too.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import pytest
+
+from drivers.console import ConsoleCommandError
+from hil.clock import Deadline
+from hil.faults import RigFault
+from hil.lorawan.airtime import time_on_air_dr
+from hil.relay.controller import NoCommunication
+from hil.relay.protocol import RESPONSE, Command, RelayMessage, Status
+
+pytestmark = pytest.mark.relay
+
+POLL_S = 0.05  # rig seconds between meter readings while watching the output
+ANSWER_DELAY_S = 1.0  # the relay answers SET_OUTPUT this long after switching
+ANSWER_TOLERANCE_S = 0.25
+STALL_STEP_S = 0.02  # rig seconds between the stall watcher's wake-ups
+STALL_LIMIT_S = 0.5  # a host stall longer than this voids a timing measurement: it is taken again
+TIMING_ATTEMPTS = 3
+JOIN_WITHIN_S = 120.0
+OUTAGE_S = 1.0  # how long a power cycle keeps the DUT unpowered
+SETTLE_WITHIN_S = 1.0  # a de-energised coil's contact opens within this (release ~5 ms)
+
+
+# -- helpers (shared with test_fcnt.py) ------------------------------------------------------------
+
+
+def relay_up(rig: Any, dut: Any, relay: Any, within_s: float = JOIN_WITHIN_S) -> RelayMessage:
+    """The DUT joined and its relay announced itself (unsolicited 0x83, counter adopted).
+
+    A DUT that joined before this power-up rejoins by itself (the console then answers AT+JOIN
+    busy); a factory-fresh one is asked to join.
+    """
+    relay.discard_pending()
+    deadline = Deadline.after(rig.clock, within_s)
+    try:
+        result = dut.join(deadline)
+    except ConsoleCommandError as exc:
+        if "BUSY" not in str(exc.code):
+            raise
+    else:
+        assert result.joined, f"the DUT did not join: {result.line!r} ({result.reason})"
+    try:
+        return relay.wait_announcement(deadline.remaining)
+    except NoCommunication as exc:
+        raise AssertionError(f"the DUT joined but its relay sent no unsolicited SYNC response (0x83): {exc}") from None
+
+
+def data_uplinks(rig: Any, network: Any, since: float = float("-inf"), **fields: Any) -> list[Any]:
+    """The DUT's data uplinks the network logged (any outcome unless given), oldest first."""
+    dev_eui = str(rig.rig.dut.lorawan.dev_eui)
+    return [e for e in network.events.filter(direction="up", dev_eui=dev_eui, **fields)
+            if e.mtype.endswith("data_up") and e.time >= since]
+
+
+def airtime(network: Any, event: Any) -> float:
+    """Time on air of a logged frame (its data rate and PHYPayload length)."""
+    return time_on_air_dr(network.region, event.dr, len(event.phy_payload), uplink=event.direction == "up")
+
+
+def uplink_start(network: Any, event: Any) -> float:
+    """Rig time an uplink started on air (the network logs the end of its reception)."""
+    return event.time - airtime(network, event)
+
+
+def wait_radio_free(rig: Any, network: Any) -> None:
+    """Wait until the DUT's duty cycle lets it transmit at once (regional sub-band limits:
+    after an uplink of airtime a at duty cycle d the sub-band is silent for a·(1−d)/d)."""
+    dev_eui = str(rig.rig.dut.lorawan.dev_eui)
+    free = rig.clock.now()
+    for e in network.events.filter(direction="up", dev_eui=dev_eui):
+        if e.dr is None or e.frequency_hz is None:
+            continue
+        duty = network.region.duty_cycle(e.frequency_hz)
+        free = max(free, e.time + airtime(network, e) * (1.0 - duty) / duty)
+    remaining = free + 0.05 - rig.clock.now()
+    if remaining > 0:
+        rig.clock.sleep(remaining)
+
+
+def answer_event(rig: Any, network: Any, relay: Any, answer: RelayMessage, since: float) -> Any:
+    """The network's record of the uplink that carried ``answer`` (matched by its bytes)."""
+    wires = [p.wire for p in relay.log if p.direction == "rx" and p.message == answer and p.time >= since]
+    for e in data_uplinks(rig, network, since, outcome="accepted", fport=rig.rig.dut.relay.fport):
+        if e.payload in wires:
+            return e
+    raise AssertionError(f"the network logged no uplink carrying the relay's answer {describe(answer)}")
+
+
+def describe(m: RelayMessage | None) -> str:
+    """A relay message in words (for assertion messages)."""
+    if m is None:
+        return "nothing"
+    names = {c.value: c.name for c in Command}
+    kind = names.get(m.command, f"0x{m.command:02x}")
+    if not m.is_response:
+        return f"{kind} (counter {m.fcnt})"
+    volts = m.output_voltage
+    return (f"0x{m.cmd:02x} {kind} response (counter {m.fcnt}, status {status_name(m.status)}, "
+            f"output {on_off(m.relay_state)}, "
+            f"mains sensed {on_off(m.mains_sensed)}, {'not measured' if volts is None else f'{volts} V'})")
+
+
+def status_name(status: int) -> str:
+    try:
+        return Status(status).name
+    except ValueError:
+        return f"0x{status:02x}"
+
+
+def on_off(state: bool) -> str:
+    return "ON" if state else "OFF"
+
+
+def threshold_v(rig: Any) -> float:
+    return float(rig.rig.feedback.mains_threshold_v)
+
+
+class OutputWatch:
+    """Polls the feedback meter in a background thread (rig time) until the output changes state.
+
+    ``with OutputWatch(rig, meter) as watch: ...``; afterwards ``watch.change`` is the rig time
+    of the first reading in the other state (None: no change) and ``watch.readings`` all of them.
+    A meter fault in the thread is raised again on leaving the block.
+    """
+
+    def __init__(self, rig: Any, meter: Any, within_s: float = 30.0) -> None:
+        self.clock = rig.clock
+        self.meter = meter
+        self.threshold = threshold_v(rig)
+        self.deadline = Deadline.after(self.clock, within_s)
+        self.readings: list[tuple[float, float]] = []
+        self.initial: bool | None = None
+        self.change: float | None = None
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="output-watch", daemon=True)
+
+    def __enter__(self) -> "OutputWatch":
+        volts = self.meter.ac_voltage()
+        self.readings.append((self.clock.now(), volts))
+        self.initial = volts >= self.threshold
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        if self._error is not None and exc[0] is None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set() and not self.deadline.expired:
+                t = self.clock.now()
+                volts = self.meter.ac_voltage()
+                self.readings.append((t, volts))
+                if (volts >= self.threshold) != self.initial:
+                    self.change = t
+                    return
+                self.clock.sleep(POLL_S)
+        except BaseException as exc:  # handed to the test thread
+            self._error = exc
+
+
+class HostStalls:
+    """How late the test host ran, in rig seconds, while the block ran: a background thread sleeps
+    :data:`STALL_STEP_S` of rig time over and over and keeps the worst overshoot (``worst``).
+
+    On the virtual rig the DUT lives in this process: a host that stalls (an overloaded machine)
+    delays the DUT's timers by as much, so a timing measured across a stall says nothing about
+    the DUT. Timed checks add ``worst`` to their allowance, and measure again when it exceeds
+    :data:`STALL_LIMIT_S`.
+    """
+
+    def __init__(self, rig: Any) -> None:
+        self.clock = rig.clock
+        self.worst = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="host-stalls", daemon=True)
+
+    def __enter__(self) -> "HostStalls":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        last = self.clock.now()
+        while not self._stop.is_set():
+            self.clock.sleep(STALL_STEP_S)
+            now = self.clock.now()
+            self.worst = max(self.worst, now - last - STALL_STEP_S)
+            last = now
+
+
+def three_sources(what: str, commanded: bool, reported: RelayMessage, volts: float, threshold: float) -> None:
+    """One assertion over the commanded state, the DUT's report and the bench measurement."""
+    measured = volts >= threshold
+    sensed = reported.mains_sensed
+    if reported.relay_state == commanded and sensed == commanded and measured == commanded:
+        return
+    lines = [f"{what}: the three sources disagree",
+             f"  commanded:        output {on_off(commanded)}",
+             f"  DUT reports:      {describe(reported)}",
+             f"  bench meter:      {volts:.1f} V at the relay output -> {on_off(measured)} "
+             f"(mains at >= {threshold:g} V)"]
+    if measured != commanded and sensed == commanded:
+        stuck = "closed (welded)" if measured else "open"
+        lines.append(f"  => the DUT reports the commanded state but the bench measures its output {on_off(measured)}: "
+                     f"the contact is stuck {stuck} and the DUT's feedback does not reflect its output")
+    elif measured != commanded:
+        stuck = "closed (welded)" if measured else "open"
+        lines.append(f"  => the output did not follow the command: the contact is stuck {stuck}; "
+                     f"the DUT's sense saw it (status {status_name(reported.status)})")
+    elif sensed != measured:
+        lines.append("  => the DUT's mains sense disagrees with the bench measurement of the same output")
+    if reported.relay_state != commanded:
+        lines.append("  => the DUT reports another commanded state than the one sent")
+    raise AssertionError("\n".join(lines))
+
+
+def set_and_watch(rig: Any, relay: Any, meter: Any, on: bool) -> tuple[float, RelayMessage, OutputWatch]:
+    """SET_OUTPUT through the controller while the meter is watched; (sent at, answer, watch)."""
+    sent = rig.clock.now()
+    with OutputWatch(rig, meter) as watch:
+        try:
+            answer = relay.set_output(on)
+        except NoCommunication as exc:
+            raise AssertionError(f"SET {on_off(on)}: the relay did not answer: {exc}") from None
+    return sent, answer, watch
+
+
+def first_tx(relay: Any, since: float, cmd: int) -> float:
+    """Rig time the controller first sent ``cmd`` at or after ``since``."""
+    return next(p.time for p in relay.log if p.direction == "tx" and p.time >= since
+                and p.message is not None and p.message.cmd == cmd)
+
+
+def wait_reading(rig: Any, meter: Any, good: Callable[[float], bool], within_s: float) -> float:
+    """Poll the meter until a reading is ``good`` or ``within_s`` rig seconds pass; the last reading."""
+    deadline = Deadline.after(rig.clock, within_s)
+    while True:
+        volts = meter.ac_voltage()
+        if good(volts) or deadline.expired:
+            return volts
+        rig.clock.sleep(POLL_S)
+
+
+# -- tests ------------------------------------------------------------------------------------------
+
+
+def test_set_get_nop_agree_with_the_bench_measurement(rig, dut, network, relay, meter,  # type: ignore[no-untyped-def]
+                                                      record_property) -> None:
+    """SET on and off: three sources agree, the answer comes about 1 s after the switch, the
+    latency is recorded; GET reports the actual state; NOP answers with its counter."""
+    relay_up(rig, dut, relay)
+    for on in (True, False):
+        timed_set(rig, network, relay, meter, on, record_property)
+
+    threshold = threshold_v(rig)
+    got = relay.get_output()
+    assert got.cmd == RESPONSE | Command.GET_OUTPUT, f"GET answered with {describe(got)}"
+    three_sources("GET after SET OFF", False, got, meter.ac_voltage(), threshold)
+    counter = relay.counter
+    pong = relay.nop()
+    assert pong.cmd == RESPONSE | Command.NOP and pong.fcnt == counter, (
+        f"NOP with counter {counter} answered with {describe(pong)}")
+
+
+def timed_set(rig: Any, network: Any, relay: Any, meter: Any, on: bool, record_property: Any) -> None:
+    """SET ``on``: the three sources agree, and the DUT answers about 1 s after its output changed.
+    A measurement across a host stall longer than :data:`STALL_LIMIT_S` is taken again (after
+    switching back), at most :data:`TIMING_ATTEMPTS` times."""
+    name = on_off(on).lower()
+    for attempt in range(1, TIMING_ATTEMPTS + 1):
+        wait_radio_free(rig, network)
+        with HostStalls(rig) as stalls:
+            sent, answer, watch = set_and_watch(rig, relay, meter, on)
+        volts = meter.ac_voltage()
+        latency = None if watch.change is None else watch.change - first_tx(relay, sent, Command.SET_OUTPUT)
+        record_property(f"latency_set_{name}_s", None if latency is None else round(latency, 3))
+        assert answer.cmd == RESPONSE | Command.SET_OUTPUT, f"SET {on_off(on)} answered with {describe(answer)}"
+        three_sources(f"SET {on_off(on)} (command sent -> output change: "
+                      f"{'no change measured' if latency is None else f'{latency:.3f} rig s'})",
+                      on, answer, volts, threshold_v(rig))
+        assert watch.change is not None, (
+            f"SET {on_off(on)}: the meter saw no change of the output (readings {watch.readings[:3]}...)")
+        if stalls.worst > STALL_LIMIT_S and attempt < TIMING_ATTEMPTS:
+            relay.set_output(not on)  # the host stalled: switch back and measure again
+            continue
+        if stalls.worst > STALL_LIMIT_S:
+            raise RigFault(f"SET {on_off(on)}: the test host stalled for up to {stalls.worst:.2f} rig s in each of "
+                           f"{TIMING_ATTEMPTS} attempts: the DUT's answer timing cannot be judged")
+        answered = uplink_start(network, answer_event(rig, network, relay, answer, sent))
+        delay = answered - watch.change
+        record_property(f"answer_after_switch_{name}_s", round(delay, 3))
+        assert abs(delay - ANSWER_DELAY_S) <= ANSWER_TOLERANCE_S + stalls.worst, (
+            f"SET {on_off(on)}: the DUT answered {delay:.3f} rig s after its output changed, expected "
+            f"{ANSWER_DELAY_S:g} ± {ANSWER_TOLERANCE_S:g} s (+{stalls.worst:.3f} s the test host stalled; "
+            f"latency command -> output {latency:.3f} s)")
+        return
+
+
+def test_after_a_power_cycle_the_relay_comes_up_off_and_announces_it(rig, dut, network, relay, meter,  # type: ignore[no-untyped-def]
+                                                                     power, record_property) -> None:
+    """Power cycles from OFF and from ON (see the module docstring for what each must show)."""
+    hello = relay_up(rig, dut, relay)
+    threshold = threshold_v(rig)
+    if hello.relay_state:  # a previous session left it on: start from the commanded safe state
+        relay.set_output(False)
+
+    for commanded in (False, True):
+        if commanded:
+            answer = relay.set_output(True)
+            three_sources("SET ON before the power cycle", True, answer, meter.ac_voltage(), threshold)
+        expected = relay.counter
+        relay.discard_pending()
+        power.output(False)
+        dead = wait_reading(rig, meter, lambda v: v < threshold, SETTLE_WITHIN_S)
+        assert dead < threshold, (
+            f"with the DUT unpowered (relay commanded {on_off(commanded)} before), the bench meter still reads "
+            f"{dead:.1f} V at the relay output: the contact did not open without coil power (welded?)")
+        rig.clock.sleep(OUTAGE_S)
+        power.output(True)
+        try:
+            announced = relay.wait_announcement(JOIN_WITHIN_S)
+        except NoCommunication as exc:
+            raise AssertionError(f"after a power cycle the relay did not announce itself (unsolicited 0x83): "
+                                 f"{exc}") from None
+        volts = meter.ac_voltage()
+        record_property(f"power_up_state_after_{on_off(commanded).lower()}", on_off(announced.relay_state))
+        assert announced.fcnt == expected, (
+            f"after a power cycle the relay announced counter {announced.fcnt}, it expected {expected} before: "
+            "its counter did not survive")
+        if not commanded:
+            three_sources("power-up after OFF (the safe state, announced unsolicited)", False, announced, volts,
+                          threshold)
+        else:
+            # The output after power-up is the DUT's documented choice (off, or the last commanded
+            # state); whichever it is, what it announces must be what the bench measures.
+            three_sources("power-up after ON (announced unsolicited)", announced.relay_state, announced, volts,
+                          threshold)
+
