@@ -20,13 +20,16 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every sub-command registered."""
-    from hil.cli import console, frame, rig, sim
+    from hil.cli import console, frame, gate, provision, report, rig, sim
 
     parser = _Parser(prog="python -m hil", description="LoRaWAN hardware-in-the-loop test framework")
     parser.add_argument("--version", action="version", version=f"hil {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     console.register(commands)
     frame.register(commands)
+    gate.register(commands)
+    provision.register(commands)
+    report.register(commands)
     rig.register(commands)
     sim.register(commands)
     return parser
