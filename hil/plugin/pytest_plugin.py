@@ -7,8 +7,10 @@ Loaded from the top-level ``conftest.py``. A test asks for the parts it uses::
 
 ``rig`` (session scope) brings the rig file up once, locked for this session; ``dut`` powers the
 DUT and waits for its console before each test; after each test the rig is left safe (relay
-commanded off, supply off). A part the rig file lacks skips the test with the part's name. With
-pytest-xdist, ``-n 2 --rig bench-07 --rig bench-08`` gives each worker its own rig (gw0 the first). A
+commanded off, supply off; the relay's mains feed is switched off only when the session ends, and
+is back on at the start of every test that uses the relay). A part the rig file lacks skips the
+test with the part's name. With pytest-xdist, ``-n 2 --rig bench-07 --rig bench-08`` gives each
+worker its own rig (gw0 the first). A
 :class:`~hil.faults.RigFault` (instrument unreachable, instrument error, lost port, rig busy) is
 reported as an error, never as a failure of the DUT; the terminal summary lists rig faults apart.
 """
@@ -166,8 +168,20 @@ def dut(rig: RigSession, psu: Any) -> Any:
 
 @pytest.fixture
 def relay(rig: RigSession) -> Any:
-    """The relay controller (relay protocol v1 over the network)."""
-    return _need(rig.relay)
+    """The relay controller (relay protocol v1 over the network); the relay's mains feed, when the
+    rig switches it, is on at its nominal voltage."""
+    controller = _need(rig.relay)
+    rig.mains_on()
+    return controller
+
+
+@pytest.fixture
+def mains(rig: RigSession) -> Iterator[Any]:
+    """The relay's switchable mains feed (drivers.psu.PowerSupply on an AC source), on at the rig
+    file's voltage; a test may switch it off, it is back on after the test."""
+    source = _need(rig.mains)
+    yield source
+    rig.mains_on()
 
 
 @pytest.fixture
@@ -193,16 +207,17 @@ def _flash_at_start(session: RigSession, option: str | None) -> None:
     if swd is None:
         raise RigFault(f"--firmware {image}: the rig file has no dut.swd (no probe to flash it through)")
     session.flash_firmware(image)
-    session.make_safe("after flashing the firmware")
+    session.make_safe("after flashing the firmware", between_tests=True)
 
 
 @pytest.fixture(autouse=True)
 def _leave_rig_safe(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After every test that used the rig (asked for it, or a part of it): relay off, supply off."""
+    """After every test that used the rig (asked for it, or a part of it): relay off, supply off
+    (the relay's mains feed stays as the test's fixtures left it: on)."""
     yield
     session = request.config.stash.get(_SESSION_KEY, None)
     if session is not None and "rig" in request.fixturenames:
-        failures = session.make_safe(f"after {request.node.nodeid}")
+        failures = session.make_safe(f"after {request.node.nodeid}", between_tests=True)
         for failure in failures:
             logging.getLogger(__name__).error("rig not left safe after %s: %s", request.node.nodeid, failure)
 

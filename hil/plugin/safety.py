@@ -3,6 +3,10 @@
 Parts register what "safe" means for them (``register("psu", psu.output_off)``); :meth:`make_safe`
 runs every action, logs any that fails and goes on with the others. :meth:`install` adds an
 ``atexit`` hook and signal handlers so a crash or a kill still leaves the bench safe.
+
+An action registered with ``between_tests=False`` (the relay's mains feed off) runs only when the
+rig is left for good — session end, exit, a signal — not in the safe state between two tests
+(``make_safe(reason, between_tests=True)``), where the next test wants that part as it was.
 """
 
 from __future__ import annotations
@@ -20,26 +24,30 @@ class SafeState:
     """An ordered set of actions that put the rig in its safe state."""
 
     def __init__(self) -> None:
-        self._actions: list[tuple[str, Callable[[], Any]]] = []
+        self._actions: list[tuple[str, Callable[[], Any], bool]] = []  # (name, action, between tests too)
         self._lock = threading.RLock()
         self._installed = False
         self._previous: dict[int, Any] = {}
         self.history: list[tuple[str, str]] = []  # (reason, action or "action failed: ...")
 
-    def register(self, name: str, action: Callable[[], Any]) -> None:
-        """Add an action (run in registration order: e.g. relay off before supply off)."""
+    def register(self, name: str, action: Callable[[], Any], *, between_tests: bool = True) -> None:
+        """Add an action (run in registration order: e.g. relay off before supply off).
+
+        ``between_tests=False``: only when the rig is left for good, not between two tests.
+        """
         with self._lock:
-            self._actions.append((name, action))
+            self._actions.append((name, action, between_tests))
 
     def unregister(self, name: str) -> None:
         with self._lock:
-            self._actions = [(n, a) for n, a in self._actions if n != name]
+            self._actions = [entry for entry in self._actions if entry[0] != name]
 
-    def make_safe(self, reason: str) -> list[str]:
-        """Run every action; returns the failures (also logged). Never raises."""
+    def make_safe(self, reason: str, *, between_tests: bool = False) -> list[str]:
+        """Run every action (``between_tests``: only those registered for it); returns the failures
+        (also logged). Never raises."""
         failures: list[str] = []
         with self._lock:
-            actions = list(self._actions)
+            actions = [(name, action) for name, action, always in self._actions if always or not between_tests]
         for name, action in actions:
             try:
                 action()

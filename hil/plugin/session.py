@@ -2,8 +2,15 @@
 
 Parts are opened lazily, the first time a test asks for them, so a test that needs only the
 network never opens the supply. :meth:`RigSession.make_safe` commands the relay off (when the
-relay was used) and switches the supply off; it runs after every test, at the end of the
-session, at exit and on SIGTERM/Ctrl-C.
+relay was used and its coil is powered) and switches the supply off; it runs after every test, at
+the end of the session, at exit and on SIGTERM/Ctrl-C. When the rig is left for good (not between
+tests) it also switches the relay's mains feed off; :meth:`RigSession.mains_on` puts the feed back
+on at the rig file's voltage at the start of every test that uses the relay.
+
+The relay's OFF command is confirmed by the feedback meter (the output dead within
+:data:`RELAY_OFF_CONFIRM_S` rig seconds), not by the relay's answer: the answer comes 1 s after
+the switch and the EU868 duty cycle may hold it back several seconds more. Only a rig without a
+meter waits for the answer.
 """
 
 from __future__ import annotations
@@ -20,11 +27,19 @@ from hil.network import NetworkServer
 from hil.plugin.rig_lock import RigLock
 from hil.plugin.safety import SafeState
 from hil.relay.controller import RelayController
-from hil.relay.protocol import RelayKey
+from hil.relay.protocol import Command, RelayKey
 from hil.rigfile import REDACTOR, Rig, load_rig
 from hil.rigfile.loader import RigUp
 
 log = logging.getLogger(__name__)
+
+#: Rig seconds the meter may take to see the relay output dead after the safe state's OFF command: a
+#: Class C downlink (the gateway's scheduling margin and an SF12 RX2 airtime, about 2 s in EU868),
+#: the relay's counter write to NVM, the contact's release. A Class A relay gets it only with its
+#: next uplink, maybe later: then the supply, going off next, drops the coil anyway.
+RELAY_OFF_CONFIRM_S = 10.0
+METER_POLL_S = 0.05  # rig seconds between meter readings while confirming OFF
+MAINS_VOLTAGE_TOLERANCE = 0.01  # a feed set within 1 % of the rig file's voltage is left alone
 
 
 class MissingPart(Exception):
@@ -56,6 +71,7 @@ class RigSession:
             self.safe.install()
             self.safe.register("relay off", self._relay_off)
             self.safe.register("supply off", self._supply_off)
+            self.safe.register("mains off", self._mains_off, between_tests=False)
             self.up = self.rig_file.bring_up()
         except BaseException:
             self.close()
@@ -64,7 +80,7 @@ class RigSession:
 
     def close(self) -> None:
         """Safe state, then close every part and the providers, then free the rig."""
-        self.make_safe("session end")
+        self.make_safe("session end", between_tests=False)
         with self._lock:
             parts, self._parts = list(self._parts.items()), {}
         for name, part in reversed(parts):
@@ -80,8 +96,10 @@ class RigSession:
         self.safe.uninstall()
         self.lock.release()
 
-    def make_safe(self, reason: str) -> list[str]:
-        return self.safe.make_safe(reason)
+    def make_safe(self, reason: str, *, between_tests: bool = True) -> list[str]:
+        """Leave the rig safe: relay off, supply off (and the relay's mains feed off when the rig is
+        left for good, ``between_tests=False``: :meth:`close` does); returns the actions that failed."""
+        return self.safe.make_safe(reason, between_tests=between_tests)
 
     # -- what tests use ------------------------------------------------------------------------
 
@@ -131,6 +149,42 @@ class RigSession:
             return supply
 
         return self._part("psu", make)
+
+    def mains(self) -> Any:
+        """The relay's mains feed (a drivers.psu.PowerSupply on an AC source's profile), on at the rig
+        file's voltage; a test may switch it off (``output(False)``), :meth:`mains_on` restores it."""
+        source = self._mains_source()
+        self.mains_on()
+        return source
+
+    def _mains_source(self) -> Any:
+        from drivers.psu import PowerSupply
+
+        m = self.rig.mains
+        if m is None:
+            raise MissingPart("this test needs the relay's switchable mains feed: the rig file has no 'mains' part")
+
+        def make() -> Any:
+            source = PowerSupply(m.resource, m.dialect, self.clock, channel=m.channel, name="mains")
+            source.open()
+            if m.current_limit is not None:
+                source.set_current_limit(m.current_limit)
+            return source
+
+        return self._part("mains", make)
+
+    def mains_on(self) -> None:
+        """The relay's mains feed on at the rig file's voltage, whatever a test left; nothing on a rig
+        without a ``mains`` part (its relay is fed from the wall)."""
+        m = self.rig.mains
+        if m is None:
+            return
+        source = self._mains_source()
+        if not source.output_is_on():
+            source.set_voltage(m.voltage)
+            source.output(True)
+        elif abs(source.voltage_setpoint() - m.voltage) > MAINS_VOLTAGE_TOLERANCE * m.voltage:
+            source.set_voltage(m.voltage)
 
     def meter(self) -> Any:
         f = self.rig.feedback
@@ -246,15 +300,63 @@ class RigSession:
     # -- safe state ------------------------------------------------------------------------------
 
     def _relay_off(self) -> None:
-        """Command the relay off, if a test used it (best effort: the supply goes off next)."""
+        """Command the relay off, if a test used it and its coil may be powered (best effort: the
+        supply goes off next).
+
+        With the supply output off the coil is unpowered: nothing is sent. Otherwise the OFF command
+        goes out and, on a rig with a feedback meter, the output is watched until it is dead (bounded
+        by :data:`RELAY_OFF_CONFIRM_S` rig seconds); the relay's answer is not awaited. The
+        controller's counter is not moved: after the power-up of the next test the relay announces
+        its counter (or a SYNC tells it). Without a meter the relay's answer confirms OFF.
+        """
         with self._lock:
             controller = self._parts.get("relay")
         if controller is None or not self.relay_used:
             return
+        if not self._coil_may_be_powered():
+            log.info("safe state: the supply output is off, the relay's coil is unpowered: no OFF command")
+            return
+        feedback = self.rig.feedback
+        if feedback is None:
+            try:
+                controller.set_output(False)
+            except AssertionError as exc:  # the DUT did not answer: cutting the supply still drops the coil
+                log.warning("safe state: the relay did not confirm OFF (%s); the supply goes off next", exc)
+            return
+        controller.send_packet(controller.seal(Command.SET_OUTPUT, controller.counter, bytes(6)),
+                               note="safe state: OFF, confirmed by the meter")
+        meter = self.meter()
+        threshold = feedback.mains_threshold_v
+        deadline = Deadline.after(self.clock, RELAY_OFF_CONFIRM_S)
+        while True:
+            volts = meter.ac_voltage()
+            if volts < threshold:
+                log.info("safe state: relay output dead (%.1f V, below %g V) at %.3f rig s", volts, threshold,
+                         self.clock.now())
+                return
+            if deadline.expired:
+                log.warning("safe state: the relay output still reads %.1f V %g rig s after the OFF command; "
+                            "the supply goes off next", volts, RELAY_OFF_CONFIRM_S)
+                return
+            self.clock.sleep(min(METER_POLL_S, max(deadline.remaining, 0.0)))
+
+    def _coil_may_be_powered(self) -> bool:
+        """False when the supply feeding the DUT is known to be off; True when on or unknown
+        (no supply in the rig, or a profile without an output-state query)."""
+        from drivers.instruments.visa import OperationNotSupported
+
+        if self.rig.psu is None:
+            return True
         try:
-            controller.set_output(False)
-        except AssertionError as exc:  # the DUT did not answer: cutting the supply still drops the coil
-            log.warning("safe state: the relay did not confirm OFF (%s); the supply goes off next", exc)
+            return bool(self.psu().output_is_on())
+        except OperationNotSupported:
+            return True
+
+    def _mains_off(self) -> None:
+        """The relay's mains feed off (when the rig is left for good, not between tests)."""
+        if self.up is None or self.rig.mains is None:
+            return
+        self._mains_source().output(False)
 
     def _supply_off(self) -> None:
         with self._lock:

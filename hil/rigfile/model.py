@@ -1,7 +1,8 @@
 """The rig file as typed models: a bench's parts by role, validated, with secrets hidden.
 
 A rig names its parts by role: ``dut`` (console, SWD probe, LoRaWAN identity, relay protocol),
-``gateway``, ``psu``, ``feedback``, ``network``, ``timing``, and ``sim`` for a virtual rig (the
+``gateway``, ``psu``, ``mains`` (the relay's switchable 230 V feed), ``feedback``, ``network``,
+``timing``, and ``sim`` for a virtual rig (the
 :class:`~hil.sim.config.SimConfig` section). Only ``dut`` is required; a test that needs a missing
 part is skipped by the plugin. Every model forbids unknown keys and never shows a secret's input in
 an error. Endpoint fields (console port, VISA resources, broker URLs, the UDP bind address, the
@@ -55,6 +56,7 @@ __all__ = [
     "DmmFeedback",
     "Dut",
     "LoRaWAN",
+    "Mains",
     "Network",
     "NvmField",
     "OperatorHandler",
@@ -461,6 +463,18 @@ class Psu(_Model):
         return self
 
 
+class Mains(_Model):
+    """The 230 V feed of the relay under test: one output of a programmable AC source (SCPI) the rig
+    switches, so a test can take mains away from the relay's input. Driven like a supply
+    (drivers.psu.PowerSupply) through an AC profile under ``profiles/scpi/`` (``keysight-ac6800``)."""
+
+    resource: VisaResource
+    dialect: Annotated[str, _profile("scpi")]
+    channel: int = Field(1, ge=1)
+    voltage: float = Field(230.0, gt=0)  # volts RMS the feed is on at (between tests and at session start)
+    current_limit: float | None = Field(None, gt=0)  # amps RMS; None: the source's own setting
+
+
 class _Feedback(_Model):
     # An AC reading at or above this many volts RMS means mains is present at the relay output. 100 V sits
     # far from both a live 230 V (or 120 V) line and the few volts a meter reads on an open contact.
@@ -530,7 +544,7 @@ class Timing(_Model):
 
 # -- the rig ---------------------------------------------------------------------------------------
 
-PARTS = ("dut.console", "dut.swd", "dut.lorawan", "dut.relay", "gateway", "psu", "feedback", "handler")
+PARTS = ("dut.console", "dut.swd", "dut.lorawan", "dut.relay", "gateway", "psu", "mains", "feedback", "handler")
 
 
 class Rig(_Model):
@@ -541,6 +555,7 @@ class Rig(_Model):
     dut: Dut
     gateway: Gateway | None = None
     psu: Psu | None = None
+    mains: Mains | None = None  # the relay's switchable mains feed (an AC source)
     feedback: Feedback | None = None
     handler: Handler | None = None  # provisioning: the unit handler (or the operator) swapping units
     network: Network = Network()

@@ -70,7 +70,10 @@ class SimFeedback(_Model):
 
 
 class SimMains(_Model):
-    voltage_rms: float = Field(230.0, gt=0)
+    """The relay's mains feed: a switchable AC source (SCPI, ``${sim:mains}``), on at ``voltage_rms`` at start."""
+
+    dialect: Literal["keysight-ac6800"] = "keysight-ac6800"
+    voltage_rms: float = Field(230.0, gt=0, le=310.0)
     frequency_hz: float = Field(50.0, gt=0)
     load_ohms: float = Field(529.0, gt=0)
     operate_time_s: float = Field(0.010, ge=0)

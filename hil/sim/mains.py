@@ -1,8 +1,14 @@
 """Mains, the relay contact and the load: what the feedback meter measures at the relay output.
 
 The DUT drives the relay coil; the contact follows after its operate (or release) time and
-bounces for a few milliseconds. The output carries the mains RMS voltage while the contact is
-closed. A welded contact never opens (a hardware fault the suites must detect).
+bounces for a few milliseconds. The output carries the mains RMS voltage fed to the contact's
+input while the contact is closed. A welded contact never opens (a hardware fault the suites must
+detect).
+
+The feed is the rig's switchable mains source (the virtual AC source, an SCPI instrument on a
+:class:`~hil.sim.power.SupplyChannel`): :meth:`RelayContact.feed` is its voltage listener, and the
+contact is the source's load (:meth:`RelayContact.current_at`: the lamp's current while closed).
+Without a source attached the feed is ``MainsConfig.voltage_rms``, always present.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ class RelayContact:
     def __init__(self, scheduler: Scheduler, config: MainsConfig | None = None) -> None:
         self.scheduler = scheduler
         self.config = config or MainsConfig()
-        self.mains_present = True
+        self._feed_v = self.config.voltage_rms
         self.welded = False
         self._closed = False
         self._coil = False
@@ -50,8 +56,36 @@ class RelayContact:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def feed_voltage_rms(self) -> float:
+        """Volts RMS at the contact's input (the mains feed), whatever the contact does."""
+        return self._feed_v
+
+    @property
+    def mains_present(self) -> bool:
+        """True while the contact's input is fed."""
+        return self._feed_v > 0.0
+
+    @mains_present.setter
+    def mains_present(self, present: bool) -> None:
+        self.feed(self.config.voltage_rms if present else 0.0)
+
+    def feed(self, volts: float) -> None:
+        """The mains feed's RMS voltage changed (a source's voltage listener); listeners hear of it."""
+        with self._lock:
+            if volts == self._feed_v:
+                return
+            self._feed_v = max(0.0, float(volts))
+            closed = self._closed
+        for listener in list(self._listeners):
+            listener(closed)
+
+    def current_at(self, volts: float) -> float:
+        """Amps drawn from the feed at ``volts``: the load's while the contact is closed (a source's load)."""
+        return volts / self.config.load_ohms if self._closed else 0.0
+
     def subscribe(self, listener: Callable[[bool], None]) -> None:
-        """Called with the contact state on every change (bounces included)."""
+        """Called with the contact state on every change (bounces included) and when the feed changes."""
         self._listeners.append(listener)
 
     def drive_coil(self, energised: bool) -> None:
@@ -84,7 +118,7 @@ class RelayContact:
 
     def output_voltage_rms(self) -> float:
         """Volts RMS at the load."""
-        return self.config.voltage_rms if (self._closed and self.mains_present) else 0.0
+        return self._feed_v if self._closed else 0.0
 
     def load_current_rms(self) -> float:
         return self.output_voltage_rms() / self.config.load_ohms

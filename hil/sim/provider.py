@@ -7,6 +7,7 @@ and returns the value of each placeholder name:
 ==============  ===============================================================================
 ``console``     the DUT console's pty path
 ``psu``         the supply's VISA resource (``TCPIP0::127.0.0.1::<port>::SOCKET``)
+``mains``       the AC source feeding the relay's contact (VISA resource; on at ``sim.mains.voltage_rms``)
 ``dmm``         the multimeter's VISA resource (feedback kind dmm)
 ``mqtt``        the broker URL, ``mqtt://127.0.0.1:<port>`` (ChirpStack gateway or smart meter)
 ``udp``         ``host:port`` the network server binds for Semtech UDP (the forwarder sends there)
@@ -52,7 +53,7 @@ class SimProvider:
     def provides(self) -> frozenset[str]:
         """The placeholder names :meth:`start` fills in for this configuration."""
         c = self.config
-        names = {"console", "psu", "gateway_id"}
+        names = {"console", "psu", "mains", "gateway_id"}
         if c.feedback.kind == "dmm":
             names.add("dmm")
         else:
@@ -81,7 +82,7 @@ class SimProvider:
         self.rig = VirtualRig(self.config, udp_server=udp_server)
         ep = self.endpoints = self.rig.start()
         values = {"console": ep.console_path, "psu": ep.psu_resource, "gateway_id": ep.gateway_id}
-        optional = {"dmm": ep.dmm_resource, "mqtt": ep.mqtt_url, "udp": ep.udp_server,
+        optional = {"mains": ep.mains_resource, "dmm": ep.dmm_resource, "mqtt": ep.mqtt_url, "udp": ep.udp_server,
                     "shelly_prefix": ep.shelly_topic_prefix, "probe_uid": ep.probe_uid,
                     "probe_server": ep.probe_server, "swd_target": ep.swd_target}
         values.update({name: value for name, value in optional.items() if value is not None})

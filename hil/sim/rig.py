@@ -1,12 +1,12 @@
 """The virtual rig: every instrument of a bench, emulated at its wire protocol, started together.
 
 ``VirtualRig(config).start()`` builds the rig clock and scheduler, the radio medium, a real MQTT
-broker, the supply (SCPI over TCP) feeding the virtual DUT, the relay contact with mains and
-load, the feedback meter (DMM over SCPI or Shelly over MQTT), the DUT's console on a pty and
-the reference gateway (ChirpStack Gateway Bridge JSON over MQTT or Semtech UDP). It returns
-:class:`RigEndpoints`: what a driver or a person connects to. ``stop()`` (also on Ctrl-C,
-through the context manager) switches the relay and the supply off, then closes everything;
-no process, thread or port is left.
+broker, the supply (SCPI over TCP) feeding the virtual DUT, the relay contact with its mains feed
+(an AC source over SCPI, on at the configured voltage) and load, the feedback meter (DMM over
+SCPI or Shelly over MQTT), the DUT's console on a pty and the reference gateway (ChirpStack
+Gateway Bridge JSON over MQTT or Semtech UDP). It returns :class:`RigEndpoints`: what a driver or
+a person connects to. ``stop()`` (also on Ctrl-C, through the context manager) switches the
+relay and the supply off, then closes everything; no process, thread or port is left.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from hil.sim.scheduler import Scheduler
 log = logging.getLogger(__name__)
 
 PSU_PROFILES = {"keysight-e36300": "psu_keysight_e36300", "rigol-dp800": "psu_rigol_dp800"}
+MAINS_PROFILES = {"keysight-ac6800": "psu_keysight_ac6800"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class RigEndpoints:
     probe_uid: str | None = None  # the DUT's simulated SWD probe, for pyocd in this process (hilsim:<unit>)
     probe_server: str | None = None  # the same probe through pyocd's TCP probe server: remote:host:port
     swd_target: str | None = None  # the pyocd target type of the virtual MCU
+    mains_resource: str | None = None  # the AC source feeding the relay's contact (SCPI over TCP)
 
     def lines(self) -> list[str]:
         """Human-readable, one endpoint a line (printed by ``python -m hil sim``)."""
@@ -74,6 +76,8 @@ class RigEndpoints:
             f"console      {self.console_path}  ({self.console_dialect} AT dialect, 115200 8N1)",
             f"psu          {self.psu_resource}  (channel {self.psu_channel}; pyvisa-py '@py')",
         ]
+        if self.mains_resource:
+            out.append(f"mains        {self.mains_resource}  (AC source feeding the relay; OUTP ON|OFF)")
         if self.dmm_resource:
             out.append(f"dmm          {self.dmm_resource}  (relay output, AC volts)")
         if self.mqtt_url:
@@ -110,6 +114,7 @@ class VirtualRig:
         self.broker: Broker | None = None
         self.psu: VirtualPsu | None = None
         self.contact: RelayContact | None = None
+        self.mains: VirtualPsu | None = None  # the AC source feeding the contact
         self.firmware: Firmware | None = None
         self.console: Console | None = None
         self.dmm: VirtualDmm | None = None
@@ -153,6 +158,7 @@ class VirtualRig:
             voltage_rms=m.voltage_rms, frequency_hz=m.frequency_hz, load_ohms=m.load_ohms,
             operate_time_s=m.operate_time_s, release_time_s=m.release_time_s,
         ))
+        mains_resource = self._start_mains()
 
         nvm_path = c.dut.nvm_file
         if nvm_path is None:
@@ -228,8 +234,24 @@ class VirtualRig:
             extra={"handler": self.handler.resource} if self.handler is not None else {},
             probe_uid=self.swd_unit.probe_uid, swd_target=self.swd_unit.target,
             probe_server=self.probe_server.probe_uid if self.probe_server is not None else None,
+            mains_resource=mains_resource,
         )
         return self.endpoints
+
+    def _start_mains(self) -> str:
+        """The relay's mains feed: an AC source (SCPI over TCP) whose output is the contact's input,
+        on at ``sim.mains.voltage_rms`` (a bench source left on); its VISA resource."""
+        assert self.contact is not None
+        m = self.config.mains
+        self.mains = VirtualPsu(MAINS_PROFILES[m.dialect], scheduler=self.scheduler)
+        feed = self.mains.channel(1)
+        feed.attach(self.contact, self.contact.feed)  # the contact (and the lamp behind it) is its load
+        self.contact.subscribe(lambda closed: feed.load_changed())
+        feed.configure(voltage=m.voltage_rms)
+        feed.set_output(True)
+        host, port = self.mains.start()
+        self._stack.append(self.mains.stop)
+        return f"TCPIP0::{host}::{port}::SOCKET"
 
     def _start_swd(self, supply: Any) -> None:
         """The DUT's debug port: a simulated SWD probe pyocd opens in this process (``hilsim:<unit>``)

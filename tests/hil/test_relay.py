@@ -4,15 +4,18 @@ Three sources are compared in one assertion that names each: the state the contr
 what the DUT reports (its commanded state and its mains sense, relay protocol v1 arg[0..3]) and
 the feedback meter at the relay output (DMM or smart meter; mains present at or above the rig
 file's ``feedback.mains_threshold_v``). A DUT that reports the commanded state while its contact
-is welded fails with a message that says so. (A DUT whose feedback merely repeats the command
-can only be told from an honest one when the output differs from the command: a welded contact,
-or mains missing at its input.)
+is welded fails with a message that says so. A DUT whose feedback merely repeats the command can
+only be told from an honest one when the output differs from the command: a welded contact, or
+mains missing at its input. The rig's ``mains`` part (an AC source feeding the relay) takes mains
+away: with the feed off and the relay commanded on, the DUT must report its output dead (mains
+not sensed, status OUTPUT_FAULT) as the meter measures it; with the feed back on, sense and meter
+agree on the feed's voltage. That check names four sources in one assertion: the command, the
+DUT's report, the meter and the feed.
 
-After a power cycle the relay announces itself unsolicited (0x83) with its counter unchanged;
-commanded off before, it comes up off. Commanded on before, the output is dead while the DUT is
-unpowered (the contact opens with the coil) and what the relay announces after power-up agrees
-with the meter; which state it comes up in is the DUT's documented choice (the reference relay
-node restores the last commanded state) and is recorded (``power_up_state_after_on``).
+After a power cycle the relay announces itself unsolicited (0x83) with its counter unchanged, and
+it comes up in its documented safe state, off, whether it was commanded off or on before: the
+command, its report and the meter all say OFF (``power_up_state_after_on`` records what it did).
+While the DUT is unpowered the output is dead (the contact opens with the coil).
 
 Timing, in rig seconds (relay-protocol.md "Responses and timing"):
 
@@ -38,6 +41,7 @@ check) are used by ``test_fcnt.py`` too.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
@@ -60,6 +64,7 @@ TIMING_ATTEMPTS = 3
 JOIN_WITHIN_S = 120.0
 OUTAGE_S = 1.0  # how long a power cycle keeps the DUT unpowered
 SETTLE_WITHIN_S = 1.0  # a de-energised coil's contact opens within this (release ~5 ms)
+VOLTS_TOLERANCE = 0.10  # a live output reads the feed's nominal volts within 10 % (DUT sense and meter alike)
 
 
 # -- helpers (shared with test_fcnt.py) ------------------------------------------------------------
@@ -236,17 +241,25 @@ class HostStalls:
             last = now
 
 
-def three_sources(what: str, commanded: bool, reported: RelayMessage, volts: float, threshold: float) -> None:
-    """One assertion over the commanded state, the DUT's report and the bench measurement."""
+def three_sources(what: str, commanded: bool, reported: RelayMessage, volts: float, threshold: float, *,
+                  expected: str = "commanded", cause: str | None = None) -> None:
+    """One assertion over the commanded state, the DUT's report and the bench measurement.
+
+    ``expected`` names the first source when it is not a command (e.g. "safe state" after a power
+    cycle); ``cause`` then replaces the diagnosis of a contact stuck open or welded.
+    """
     measured = volts >= threshold
     sensed = reported.mains_sensed
     if reported.relay_state == commanded and sensed == commanded and measured == commanded:
         return
     lines = [f"{what}: the three sources disagree",
-             f"  commanded:        output {on_off(commanded)}",
+             f"  {expected + ':':<18}output {on_off(commanded)}",
              f"  DUT reports:      {describe(reported)}",
              f"  bench meter:      {volts:.1f} V at the relay output -> {on_off(measured)} "
              f"(mains at >= {threshold:g} V)"]
+    if cause is not None:
+        lines.append(f"  => {cause}")
+        raise AssertionError("\n".join(lines))
     if measured != commanded and sensed == commanded:
         stuck = "closed (welded)" if measured else "open"
         lines.append(f"  => the DUT reports the commanded state but the bench measures its output {on_off(measured)}: "
@@ -259,6 +272,73 @@ def three_sources(what: str, commanded: bool, reported: RelayMessage, volts: flo
         lines.append("  => the DUT's mains sense disagrees with the bench measurement of the same output")
     if reported.relay_state != commanded:
         lines.append("  => the DUT reports another commanded state than the one sent")
+    raise AssertionError("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Feed:
+    """The relay's mains feed as the rig's AC source reports it."""
+
+    on: bool
+    volts: float  # measured at the source's output
+
+
+def feed_state(mains: Any) -> Feed:
+    """The mains feed now: the source's output state and the RMS volts it measures."""
+    return Feed(bool(mains.output_is_on()), float(mains.measure_voltage()))
+
+
+def four_sources(what: str, commanded: bool, reported: RelayMessage, volts: float, threshold: float, feed: Feed,
+                 nominal_v: float) -> None:
+    """One assertion over the commanded state, the DUT's report, the bench meter and the mains feed.
+
+    The output is live exactly when the relay is commanded on and its feed is on. The DUT's report
+    must say what the meter measures: mains sensed (arg[1]) and its sensed volts (arg[2..3], when
+    measured) on the same side of the threshold, status OUTPUT_FAULT exactly when the output
+    disagrees with the command; a live output reads the feed's voltage within
+    :data:`VOLTS_TOLERANCE` (meter against the nominal voltage, DUT against the meter).
+    """
+    live = commanded and feed.on
+    measured = volts >= threshold
+    dut_v = reported.output_voltage
+    tolerance = VOLTS_TOLERANCE * nominal_v
+    want_status = Status.OK if measured == commanded else Status.OUTPUT_FAULT
+    problems: list[str] = []
+    if reported.relay_state != commanded:
+        problems.append(f"the DUT reports its output commanded {on_off(reported.relay_state)}; "
+                        f"{on_off(commanded)} was sent")
+    if measured != live:
+        problems.append(f"the bench meter reads the output {'live' if measured else 'dead'}: with the relay "
+                        f"commanded {on_off(commanded)} and its feed {on_off(feed.on)} it must be "
+                        f"{'live' if live else 'dead'}")
+    elif measured and abs(volts - nominal_v) > tolerance:
+        problems.append(f"the bench meter reads {volts:.1f} V, the feed is set to {nominal_v:g} V "
+                        f"(± {tolerance:g} V)")
+    if reported.mains_sensed != measured:
+        if reported.mains_sensed and not feed.on:
+            problems.append("the DUT reports mains sensed at its output while its feed is OFF and the meter "
+                            "reads it dead: its feedback repeats the command instead of reading its mains sense")
+        else:
+            problems.append(f"the DUT senses mains {on_off(reported.mains_sensed)}, the bench meter "
+                            f"{on_off(measured)}: its mains sense disagrees with the measurement of the same output")
+    if dut_v is not None and (dut_v >= threshold) != measured:
+        problems.append(f"the DUT's sensed voltage {dut_v} V and the meter's {volts:.1f} V fall on opposite "
+                        f"sides of {threshold:g} V")
+    elif dut_v is not None and measured and abs(dut_v - volts) > tolerance:
+        problems.append(f"the DUT senses {dut_v} V, the meter reads {volts:.1f} V (± {tolerance:g} V)")
+    if reported.status != want_status:
+        problems.append(f"status {status_name(reported.status)}, expected {want_status.name}: the output is "
+                        f"{'live' if measured else 'dead'} with the relay commanded {on_off(commanded)}")
+    if not problems:
+        return
+    lines = [f"{what}: the sources disagree",
+             f"  commanded:        output {on_off(commanded)}",
+             f"  mains feed:       {on_off(feed.on)} (source output {on_off(feed.on).lower()}, {feed.volts:.1f} V "
+             f"measured there; nominal {nominal_v:g} V)",
+             f"  DUT reports:      {describe(reported)}",
+             f"  bench meter:      {volts:.1f} V at the relay output -> {on_off(measured)} "
+             f"(mains at >= {threshold:g} V)"]
+    lines.extend(f"  => {p}" for p in problems)
     raise AssertionError("\n".join(lines))
 
 
@@ -354,6 +434,7 @@ def test_after_a_power_cycle_the_relay_comes_up_off_and_announces_it(rig, dut, n
 
     for commanded in (False, True):
         if commanded:
+            wait_radio_free(rig, network)
             answer = relay.set_output(True)
             three_sources("SET ON before the power cycle", True, answer, meter.ac_voltage(), threshold)
         expected = relay.counter
@@ -375,12 +456,36 @@ def test_after_a_power_cycle_the_relay_comes_up_off_and_announces_it(rig, dut, n
         assert announced.fcnt == expected, (
             f"after a power cycle the relay announced counter {announced.fcnt}, it expected {expected} before: "
             "its counter did not survive")
-        if not commanded:
-            three_sources("power-up after OFF (the safe state, announced unsolicited)", False, announced, volts,
-                          threshold)
-        else:
-            # The output after power-up is the DUT's documented choice (off, or the last commanded
-            # state); whichever it is, what it announces must be what the bench measures.
-            three_sources("power-up after ON (announced unsolicited)", announced.relay_state, announced, volts,
-                          threshold)
+        came_up_on = announced.relay_state or volts >= threshold
+        three_sources(f"power-up after {on_off(commanded)} (announced unsolicited)", False, announced, volts,
+                      threshold, expected="safe state",
+                      cause=(f"the relay came up ON after a power cycle from {on_off(commanded)}: not its documented "
+                             f"safe state (OFF)" + (" -- it restored its last commanded state" if commanded else ""))
+                      if came_up_on else None)
 
+
+def test_without_mains_at_its_input_the_relay_reports_its_output_dead(rig, dut, network, relay, meter,  # type: ignore[no-untyped-def]
+                                                                       mains) -> None:
+    """The relay's feed switched off, SET ON: the DUT reports its output dead (mains not sensed,
+    OUTPUT_FAULT) as the meter measures it (about 0 V); feed back on: the DUT's sense and the meter
+    agree on the feed's voltage. Command, DUT report, meter and feed are named in one assertion."""
+    relay_up(rig, dut, relay)
+    threshold = threshold_v(rig)
+    nominal = float(rig.rig.mains.voltage)
+
+    mains.output(False)
+    wait_radio_free(rig, network)
+    try:
+        answer = relay.set_output(True)  # answered 1 s after switching: the feed has long dropped
+    except NoCommunication as exc:
+        raise AssertionError(f"SET ON with the mains feed OFF: the relay did not answer: {exc}") from None
+    four_sources("SET ON with the relay's mains feed OFF", True, answer, meter.ac_voltage(), threshold,
+                 feed_state(mains), nominal)
+
+    mains.output(True)
+    wait_reading(rig, meter, lambda v: v >= threshold, SETTLE_WITHIN_S)  # the contact is closed: live at once
+    wait_radio_free(rig, network)
+    got = relay.get_output()
+    assert got.cmd == RESPONSE | Command.GET_OUTPUT, f"GET answered with {describe(got)}"
+    four_sources("GET with the mains feed back ON (relay still commanded ON)", True, got, meter.ac_voltage(),
+                 threshold, feed_state(mains), nominal)

@@ -422,7 +422,8 @@ def test_an_unreachable_supply_is_an_instrument_error_naming_it() -> None:
 
 
 def test_every_shipped_profile_loads() -> None:
-    assert known_dialects("psu") == ["generic", "keysight-e36300", "rigol-dp800", "siglent-spd3303x"]
+    assert known_dialects("psu") == ["generic", "keysight-ac6800", "keysight-e36300", "rigol-dp800",
+                                     "siglent-spd3303x"]
     assert known_dialects("dmm") == ["keysight-34461a", "rigol-dm3058"]
     siglent = load_psu_profile("siglent-spd3303x")
     assert siglent.connection.delay_after_write("x" * 60) == pytest.approx(0.03)

@@ -77,6 +77,19 @@ def test_safe_state_runs_every_action_even_after_a_failure() -> None:
     assert done == ["supply off"] and failures == ["relay off failed: RuntimeError: relay unreachable"]
 
 
+def test_actions_for_leaving_the_rig_do_not_run_between_tests() -> None:
+    safe = SafeState()
+    done: list[str] = []
+    safe.register("relay off", lambda: done.append("relay off"))
+    safe.register("mains off", lambda: done.append("mains off"), between_tests=False)
+    safe.register("supply off", lambda: done.append("supply off"))
+    assert safe.make_safe("after a test", between_tests=True) == [] and done == ["relay off", "supply off"]
+    done.clear()
+    safe.make_safe("exit")  # exit, signals and session end run them all, in order
+    assert done == ["relay off", "mains off", "supply off"]
+    assert safe.history[-3:] == [("exit", "relay off"), ("exit", "mains off"), ("exit", "supply off")]
+
+
 SIGTERM_CHILD = """
 import os, signal, sys
 from hil.plugin.safety import SafeState

@@ -40,10 +40,12 @@ def test_sim_rig_loads_with_placeholders_and_shared_identity() -> None:
     assert {(p.path, p.name) for p in rig.placeholders()} == {
         ("dut.console.port", "console"), ("gateway.broker", "mqtt"), ("gateway.gateway_id", "gateway_id"),
         ("psu.resource", "psu"), ("feedback.resource", "dmm"), ("handler.resource", "handler"),
-        ("dut.swd.probe_uid", "probe_uid"),
+        ("dut.swd.probe_uid", "probe_uid"), ("mains.resource", "mains"),
     }
-    assert rig.parts() == ("dut.console", "dut.swd", "dut.lorawan", "dut.relay", "gateway", "psu", "feedback",
-                           "handler")
+    assert rig.parts() == ("dut.console", "dut.swd", "dut.lorawan", "dut.relay", "gateway", "psu", "mains",
+                           "feedback", "handler")
+    assert rig.mains is not None and (rig.mains.dialect, rig.mains.voltage, rig.mains.channel) == (
+        "keysight-ac6800", rig.sim.mains.voltage_rms, 1)
     assert load_sim_config(rig.path) == rig.sim  # the sim: section reads the same through hil.sim
 
 
@@ -66,6 +68,17 @@ def test_bench_example_loads_with_secrets_from_the_environment() -> None:
     assert "dut.swd" in rig.parts()
     config = lw.device_config(rig.network, name=rig.name)
     assert config.dev_eui == lw.dev_eui and config.app_key == lw.app_key and config.device_class == "C"
+
+
+def test_bench_example_mains_part_loads_when_uncommented(tmp_path: Path) -> None:
+    text = (ROOT / "rigs" / "bench-example.yaml").read_text()
+    start = text.index("#   mains:\n")
+    block = text[start:text.index("\n\n", start)]
+    (tmp_path / "bench.yaml").write_text(text.replace(block, "\n".join(line[4:] for line in block.splitlines())))
+    rig = load_rig(tmp_path / "bench.yaml", env=BENCH_ENV)
+    assert rig.mains is not None and (rig.mains.dialect, rig.mains.voltage, rig.mains.current_limit) == (
+        "keysight-ac6800", 230.0, 1.0)
+    assert "mains" in rig.parts() and load_rig(ROOT / "rigs" / "bench-example.yaml", env=BENCH_ENV).mains is None
 
 
 def test_shipped_files_name_only_documentation_addresses() -> None:
@@ -107,6 +120,11 @@ def _error(tmp_path: Path, body: object, env: dict[str, str] | None = None) -> s
          "psu.resource", "expected a VISA resource string"),
         ({"psu": {"resource": "TCPIP0::192.0.2.10::5555::SOCKET", "dialect": "rigol-dp800", "voltage": 5,
                   "current_limit": 0.5, "ovp": 4}}, "psu", "ovp (4 V) must be above voltage (5 V)"),
+        ({"mains": {"resource": "TCPIP0::192.0.2.12::5025::SOCKET", "dialect": "keysight-ac6800", "voltage": 0}},
+         "mains.voltage", "greater than 0"),
+        ({"mains": {"resource": "TCPIP0::192.0.2.12::5025::SOCKET", "dialect": "keysight-ac6800", "phase": 3}},
+         "mains.phase", "unknown key (expected one of: resource, dialect, channel, voltage, current_limit)"),
+        ({"mains": {"dialect": "keysight-ac6800"}}, "mains.resource", "required key missing"),
         ({"gateway": {"transport": "lora-magic"}}, "gateway.transport",
          "expected one of 'chirpstack-mqtt', 'semtech-udp'"),
         ({"gateway": {"bind": "0.0.0.0:1700"}}, "gateway.transport", "(key missing)"),
@@ -218,7 +236,7 @@ SIM = {"dut": {"app_key": APP_KEY}}
     ("changes", "path", "expected"),
     [
         ({"sim": SIM, "dut": {"console": {"port": "${sim:bogus}"}}}, "dut.console.port",
-         "${sim:bogus}: the sim: section provides no 'bogus' (it provides: console, dmm, gateway_id, mqtt, probe_server, probe_uid, psu, swd_target)"),
+         "${sim:bogus}: the sim: section provides no 'bogus' (it provides: console, dmm, gateway_id, mains, mqtt, probe_server, probe_uid, psu, swd_target)"),
         ({"dut": {"console": {"port": "${sim:console}"}}}, "dut.console.port",
          "${sim:console} needs a sim: section, and this rig has none"),
         ({"dut": {"console": {"port": "${lab:console}"}}}, "dut.console.port",

@@ -45,6 +45,9 @@ DEFECTS: tuple[Defect, ...] = (
     Defect("relay_feedback_lies", "relay",
            "the relay reports the commanded state as sensed (230 V when on, status OK) instead of "
            "reading its mains sense", "relay"),
+    Defect("relay_restores_last_state", "relay",
+           "after a power cycle the relay comes back in the last commanded state (on, if it was on) "
+           "instead of its documented safe state, off", "relay"),
     Defect("contact_welded", "board",
            "the relay contact is welded closed: it never opens, whatever the coil does", "relay"),
 )

@@ -6,8 +6,8 @@ Lifecycle (all on the rig scheduler):
   of the rail voltage is handed to the scheduler; the :class:`~hil.sim.dut.electrical.Supervisor`
   decides. Rail above the release threshold for ``por_hold_s`` ⇒ boot: after ``boot_time_s`` the
   firmware reads NVM (provisioning the :class:`FactoryDefaults` into a factory-fresh or erased
-  one first), creates the LoRaWAN MAC with the credentials from NVM, starts it, restores the relay
-  coil, emits :class:`~hil.sim.dut.interfaces.Booted` and, if it joined before (OTAA), joins again
+  one first), creates the LoRaWAN MAC with the credentials from NVM, starts it, leaves the relay
+  coil off (its documented power-up state, :meth:`RelayApp.restore`), emits :class:`~hil.sim.dut.interfaces.Booted` and, if it joined before (OTAA), joins again
   at once (the reference relay node rejoins after every boot, which is what makes DevNonce
   persistence testable). ABP: the MAC has its session at start.
 * Rail below the brown-out threshold, output off, or above the damage threshold ⇒ at once: the MAC

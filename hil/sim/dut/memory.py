@@ -68,7 +68,7 @@ NVM_TABLE_START
 | 0x0808017D | 0x17D | 1 | bool | a_fcnt_down_valid | a_fcnt_down holds a value |
 | 0x08080180 | 0x180 | 32 | key256 | relay_key | K = SHA-256(passphrase) (secret) |
 | 0x080801A0 | 0x1A0 | 4 | u32le | relay_expected | next relay command counter expected |
-| 0x080801A4 | 0x1A4 | 1 | bool | relay_state | commanded relay output (restored at boot) |
+| 0x080801A4 | 0x1A4 | 1 | bool | relay_state | last commanded relay output (boot starts off) |
 | 0x080801A5 | 0x1A5 | 1 | bool | relay_key_set | relay_key holds a key |
 | 0x080801A6 | 0x1A6 | 1 | u8 | relay_sf | relay P2P spreading factor 7..12 |
 | 0x080801A7 | 0x1A7 | 1 | u8 | relay_tx_power_dbm | relay P2P TX power 2..15 dBm |

@@ -15,9 +15,16 @@ sense (output > 100 V RMS = present) and answers ``0x81`` (status 0x02 if the se
 the command). An unknown command is answered ``0x80 | cmd`` with status 0x01. An unsolicited
 ``0x83`` goes out after boot (when a session exists) and after every join (:meth:`RelayApp.announce`).
 
+Power-up: the relay comes up in its documented safe state, **off**, whatever was commanded before
+the power was lost (:meth:`RelayApp.restore`): the coil stays de-energised, an NVM ``relay_state``
+still saying on is rewritten to off, and the unsolicited ``0x83`` after boot/join reports the
+output off. A load never comes back on by itself after an outage; the controller switches it on
+again if it wants it.
+
 Defects (hil/sim/dut/defects.py): ``sync_silent`` (no SYNC response to a wrong counter),
 ``relay_accepts_replay`` (fcnt < expected is executed, expected unchanged), ``relay_feedback_lies``
-(the commanded state is reported as sensed: 230 V when on, status OK).
+(the commanded state is reported as sensed: 230 V when on, status OK), ``relay_restores_last_state``
+(after boot the coil is driven to the state kept in NVM: a relay commanded on comes back on).
 
 The application talks to the rest of the firmware through :class:`RelayPlatform` only; every
 method runs on the scheduler thread.
@@ -108,9 +115,19 @@ class RelayApp:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def restore(self) -> None:
-        """After boot: drive the coil to the state kept in NVM."""
+        """After boot: the documented safe state, output off (the coil stays de-energised).
+
+        NVM still saying on (the relay was on when the power went) is rewritten to off. With the
+        defect ``relay_restores_last_state`` the coil is driven to the state kept in NVM instead.
+        """
+        if "relay_restores_last_state" in self.defects:
+            if self._state:
+                log.debug("relay: last state ON restored after boot (defect relay_restores_last_state)")
+                self.platform.drive_coil(True)
+            return
         if self._state:
-            self.platform.drive_coil(True)
+            self._state = False
+            self.platform.persist(None, relay_state=False)
 
     def announce(self) -> None:
         """Unsolicited SYNC response (after boot with a session, after each join)."""

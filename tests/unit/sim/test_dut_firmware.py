@@ -379,7 +379,8 @@ def test_console_thread_calls_with_a_running_scheduler() -> None:
 def test_defects_are_data_and_validated() -> None:
     assert {d.name for d in DEFECTS} == KNOWN_DEFECTS == {
         "devnonce_not_persisted", "devnonce_persisted_after_tx", "fcnt_not_persisted", "join_accept_mic_unchecked",
-        "rx1_late", "sync_silent", "relay_accepts_replay", "relay_feedback_lies", "contact_welded"}
+        "rx1_late", "sync_silent", "relay_accepts_replay", "relay_feedback_lies", "relay_restores_last_state",
+        "contact_welded"}
     assert all(d.breaks and d.caught_by in {"join", "devnonce", "fcnt", "relay"} for d in DEFECTS)
     assert defect("rx1_late").layer == "mac"
     assert validate_defects(["sync_silent"]) == frozenset({"sync_silent"})
@@ -436,5 +437,7 @@ def test_with_the_real_mac_join_relay_command_and_rejoin_after_power_cycle() -> 
     assert mb.run_until(lambda: sum(isinstance(e, Joined) for e in events) == 2, 60.0)  # rejoined by itself
     nonces = [f.dev_nonce for f in (decode_frame(tx.phy_payload) for tx in mb.device_tx()) if isinstance(f, JoinRequest)]
     assert nonces == sorted(set(nonces)) and nonces[0] == 0 and len(nonces) >= 2
-    assert contact.closed  # the relay state came back from NVM
+    assert not contact.coil_energised and not contact.closed  # it comes up off, its documented safe state
+    assert mb.run_until(lambda: len(relay_up) == 3, 30.0)
+    assert (relay_up[2].cmd, relay_up[2].fcnt, relay_up[2].relay_state) == (0x83, 1, False)  # and announces it
     mb.check_clean()

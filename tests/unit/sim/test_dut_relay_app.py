@@ -210,18 +210,23 @@ def test_set_without_mains_reports_an_output_fault() -> None:
     assert responses(bench)[-1][1].status == Status.OUTPUT_FAULT
 
 
-def test_relay_state_is_persisted_and_restored_after_boot() -> None:
+def test_after_a_power_cycle_the_relay_comes_up_off_and_announces_it() -> None:
     bench = ready()
     bench.mac.inject_downlink(command(Command.SET_OUTPUT, 0, on(True)))
     bench.run(1.5)
-    assert bench.fw.view.get_committed("relay_state") is True
+    assert bench.fw.view.get_committed("relay_state") is True  # SET persists the commanded state
     bench.power_cycle()
     bench.run(0.02)
     assert not bench.contact.coil_energised  # off while unpowered and booting
     bench.boot()
     bench.run(0.05)
-    assert bench.contact.coil_energised and bench.contact.closed
-    assert bench.fw.relay.state and bench.fw.relay.expected == 1
+    assert not bench.contact.coil_energised and not bench.contact.closed  # the documented safe state
+    assert not bench.fw.relay.state and bench.fw.relay.expected == 1  # the counter survives
+    assert bench.fw.view.get_committed("relay_state") is False  # NVM says off too
+    bench.mac.accept_join()  # it rejoins by itself after boot, then announces
+    bench.run(0.2)
+    [(_, msg)] = responses(bench)
+    assert (msg.cmd, msg.fcnt, msg.relay_state, msg.mains_sensed, msg.output_voltage) == (0x83, 1, False, False, 0)
 
 
 def test_unsolicited_sync_after_boot_with_a_session_and_after_each_join() -> None:
@@ -309,6 +314,21 @@ def test_defect_relay_feedback_lies() -> None:
     msg = responses(bench)[-1][1]
     assert (msg.status, msg.mains_sensed, msg.output_voltage) == (Status.OK, True, 230)
     assert bench.contact.output_voltage_rms() == 0.0
+
+
+def test_defect_relay_restores_last_state() -> None:
+    bench = ready(defects=frozenset({"relay_restores_last_state"}))
+    bench.mac.inject_downlink(command(Command.SET_OUTPUT, 0, on(True)))
+    bench.run(1.5)
+    bench.power_cycle()
+    bench.boot()
+    bench.run(0.05)
+    assert bench.contact.coil_energised and bench.contact.closed  # back on by itself
+    assert bench.fw.relay.state and bench.fw.view.get_committed("relay_state") is True
+    bench.mac.accept_join()
+    bench.run(0.2)
+    [(_, msg)] = responses(bench)
+    assert (msg.cmd, msg.relay_state, msg.mains_sensed, msg.output_voltage) == (0x83, True, True, 230)
 
 
 def test_defect_contact_welded() -> None:
