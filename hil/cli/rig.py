@@ -148,6 +148,8 @@ def describe_parts(rig: Rig) -> list[str]:
     if rig.feedback is not None:
         f = rig.feedback
         parts.append(f"feedback ({f.kind} {f.dialect})" if f.kind == "dmm" else f"feedback ({f.kind})")
+    if rig.mains is not None:
+        parts.append(f"mains ({rig.mains.dialect} {rig.mains.voltage:g} V)")
     return parts
 
 
@@ -304,6 +306,11 @@ def _check_parts(session: Any, check: _Check) -> None:
         f = rig.feedback
         check.attempt("feedback", lambda: _feedback(session), where=f.resource if f.kind == "dmm" else f.broker)
 
+    if rig.mains is None:
+        check.row("mains", ABSENT, NOT_IN_RIG)
+    else:
+        check.attempt("mains", lambda: _mains(session), where=rig.mains.resource)
+
     swd = rig.dut.swd
     if swd is None:
         check.row("dut.swd", ABSENT, NOT_IN_RIG)
@@ -398,6 +405,14 @@ def _swd(session: Any) -> str:
     except ValueError:  # a target whose unique-ID location is not known: not a failure of the probe
         uid = ""
     return f"{info['probe']}; target {info['target']}, {info['core']} {info['state']}{uid}"
+
+
+def _mains(session: Any) -> str:
+    m = session.rig.mains
+    source = session.mains()  # on at the rig file's voltage, as a relay test finds it
+    idn = source.identify()
+    volts = source.measure_voltage()
+    return f"{idn}; output on, {volts:.1f} V RMS measured (set {m.voltage:g} V)"
 
 
 def _feedback(session: Any) -> str:
