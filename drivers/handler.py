@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from typing import Any, Literal, Mapping, Protocol, TextIO
 
 from drivers.instruments.profiles import ConnectionSettings, ErrorQueueFormat
-from drivers.instruments.visa import InstrumentError, ScpiSession, Transport, connect
+from drivers.instruments.visa import InstrumentError, ScpiSession, Transport, VisaTransport, connect
 from hil.clock import Clock, Deadline
 from hil.faults import RigFault
 
@@ -99,7 +99,8 @@ class ScpiUnitHandler:
         settings = ConnectionSettings()
         profile = SimpleNamespace(name=self.name, connection=settings, errors=ErrorQueueFormat(),
                                   commands=SimpleNamespace(identify=self.commands["identify"]))
-        transport = self._transport or _ResourceTransport(self.resource, settings, self._visa_library)
+        transport = self._transport or VisaTransport(self.resource, settings, visa_library=self._visa_library,
+                                                     keep_manager=True)
         self._session, self.idn = connect(self.resource, profile, self.clock, name=self.name, transport=transport)
 
     def close(self) -> None:
@@ -167,46 +168,6 @@ class ScpiUnitHandler:
                                       resource=self.resource)
             self.clock.sleep(min(POLL_S, deadline.remaining))
         steps.info("%s: unit unloaded to %s", self.name, bin.upper())
-
-
-class _ResourceTransport:
-    """One VISA resource opened by name; closing it leaves pyvisa's resource manager open.
-
-    pyvisa-py hands every ``ResourceManager("@py")`` of a process the same session, so closing
-    one closes every instrument of the rig; the handler comes and goes during a test session.
-    """
-
-    def __init__(self, resource: str, settings: ConnectionSettings, visa_library: str) -> None:
-        import pyvisa
-
-        self.resource = resource
-        try:
-            rm = pyvisa.ResourceManager(visa_library)
-            self._inst: Any = rm.open_resource(resource, read_termination=settings.read_termination,
-                                               write_termination=settings.write_termination,
-                                               open_timeout=settings.open_timeout_ms)
-            self._inst.timeout = settings.timeout_ms
-        except Exception as exc:  # pyvisa raises VisaIOError, OSError, ValueError
-            raise InstrumentError(f"cannot open VISA resource {resource} (backend {visa_library}): "
-                                  f"{type(exc).__name__}: {exc}", resource=resource) from None
-
-    def write(self, command: str) -> None:
-        if self._inst is None:
-            raise InstrumentError(f"{self.resource} is closed", resource=self.resource, command=command)
-        self._inst.write(command)
-
-    def read(self) -> str:
-        if self._inst is None:
-            raise InstrumentError(f"{self.resource} is closed", resource=self.resource)
-        return str(self._inst.read())
-
-    def close(self) -> None:
-        inst, self._inst = self._inst, None
-        if inst is not None:
-            try:
-                inst.close()
-            except Exception:  # a dead connection: nothing more to release
-                log.debug("closing %s failed", self.resource, exc_info=True)
 
 
 class OperatorHandler:

@@ -87,12 +87,17 @@ class Transport(Protocol):
 class VisaTransport:
     """One VISA resource opened by name through pyvisa (default backend ``@py``, pyvisa-py)."""
 
-    def __init__(self, resource: str, settings: ConnectionSettings, *, visa_library: str = "@py") -> None:
+    def __init__(self, resource: str, settings: ConnectionSettings, *, visa_library: str = "@py",
+                 keep_manager: bool = False) -> None:
         """Open ``resource``; InstrumentError naming it if the backend or the resource refuse.
 
         A raw socket that refuses the connection may only show it at the first write: callers
-        probe with a query (``*IDN?``) after opening.
+        probe with a query (``*IDN?``) after opening. ``keep_manager``: closing leaves pyvisa's
+        resource manager open — pyvisa-py hands every ``ResourceManager("@py")`` of a process the
+        same session, so an instrument that comes and goes during a test session (the unit
+        handler) must not close it under the others.
         """
+        self._keep_manager = keep_manager
         import pyvisa  # here, so that profile handling never needs the VISA stack
 
         self.resource = resource
@@ -126,7 +131,7 @@ class VisaTransport:
         """Close the resource and its resource manager; idempotent."""
         inst, rm = self._inst, self._rm
         self._inst = self._rm = None
-        for thing in (inst, rm):
+        for thing in (inst, None if self._keep_manager else rm):
             if thing is not None:
                 try:
                     thing.close()

@@ -8,13 +8,13 @@ from typing import Iterator
 import pytest
 
 from drivers.swd import SwdProbe
-from hil.clock import ScaledClock
 from hil.rigfile.model import NvmField
 from hil.sim.dut.memory import DutMemory
 from hil.sim.dut.nvm import Nvm
 from hil.sim.scheduler import Scheduler
 from hil.sim.swd import DebugUnit, new_unit_name, register
 from hil.sim.swd.core import NullHost
+from tests.unit.sim.conftest import scheduler  # noqa: F401  (the virtual-rig tests' running scheduler)
 
 LAYOUT = {
     "magic": NvmField(addr=0x08080000, type="u32le"),
@@ -24,15 +24,6 @@ LAYOUT = {
     "dev_nonce": NvmField(addr=0x08080080, type="u32le"),
     "app_key": NvmField(addr=0x08080020, type="bytes", size=16),
 }
-
-
-@pytest.fixture
-def scheduler() -> Iterator[Scheduler]:
-    sched = Scheduler(ScaledClock(time_scale=100))
-    sched.start()
-    yield sched
-    sched.stop()
-    assert not sched.errors
 
 
 @pytest.fixture
