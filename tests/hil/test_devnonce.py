@@ -125,6 +125,32 @@ def test_nvm_devnonce_matches_the_air(rig, dut, network, power, swd) -> None:  #
                        "(restart, last on air, NVM): " + "; ".join(map(str, wrong)))
 
 
+def test_factory_fresh_start_begins_one_nonce_history(rig, dut, network, power, swd) -> None:  # type: ignore[no-untyped-def]
+    """NVM erased through SWD (a factory-fresh unit), identity written again through the console,
+    the device registered anew: its nonces start over and then never repeat across power cycles."""
+    lw = rig.rig.dut.lorawan
+    swd.erase_nvm()
+    dut.wait_ready(Deadline.after(rig.clock, 30.0))
+    dut.set_dev_eui(lw.dev_eui)
+    dut.set_join_eui(lw.join_eui)
+    dut.set_app_key(lw.app_key)
+    if lw.nwk_key is not None:
+        dut.set_nwk_key(lw.nwk_key)
+    network.remove_device(lw.dev_eui)  # a re-provisioned unit: the join server forgets its old nonces
+    network.add_device(lw.device_config(rig.rig.network, name=rig.rig.name))
+    mark = since_now(rig, network)
+    for n in range(3):
+        result = join_now(rig, dut)
+        assert result.joined, f"join {n + 1} of the factory-fresh DUT failed: {result.line!r}\n{describe(mark.events())}"
+        power.power_cycle(OFF_TIME_S)
+        dut.wait_ready(Deadline.after(rig.clock, 30.0))
+    requests = mark.join_requests()
+    if _counter(rig):
+        assert requests and requests[0].dev_nonce == 0, (
+            f"a factory-fresh LoRaWAN {lw.version} DUT must start its DevNonce counter at 0:\n{describe(requests)}")
+    _assert_never_reused(rig, requests, "after a factory-fresh start and power cycles")
+
+
 def test_replayed_devnonce_is_rejected_and_the_dut_recovers(rig, dut, network) -> None:  # type: ignore[no-untyped-def]
     """The reference network rejects a join-request it has seen; a DUT whose next nonce the network
     already knows is rejected once and joins with a fresh nonce."""
