@@ -93,6 +93,7 @@ class Reporting:
     junit_done: set[str] = field(default_factory=set)  # JUnit properties recorded
     redactor: Any = None
     per_suite: dict[str, dict[str, str]] = field(default_factory=dict)  # suite -> nodeid -> status
+    suites_of: dict[str, list[str]] = field(default_factory=dict)  # nodeid -> its suite markers
     seen_rig_faults: set[str] = field(default_factory=set)
 
 
@@ -200,6 +201,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     default = state.labels.get("default") or {}
     for item in items:
         suites = [s for s in SUITES if item.get_closest_marker(s) is not None]
+        state.suites_of[item.nodeid] = suites
         spec = [suites_spec.get(s) or {} for s in suites]
         severity_mark = item.get_closest_marker("severity")
         if severity_mark is not None:
@@ -446,7 +448,8 @@ class _Tally:
         status = getattr(report, "hil_status", None)
         if status is None:
             status = "skipped" if report.skipped else "passed" if report.passed else "failed"
-        for suite in [s for s in SUITES if s in report.keywords] or [NO_SUITE]:
+        # by marker, not report.keywords: those also hold folder names (tests/unit/provision/...)
+        for suite in self.state.suites_of.get(report.nodeid) or [NO_SUITE]:
             counts = self.state.per_suite.setdefault(suite, {})
             previous = counts.get(report.nodeid)
             if previous is None or _worse(status, previous):
