@@ -36,6 +36,11 @@ class Timer:
         self.cancelled = True
 
 
+LATE_S = 0.5
+"""A callback run more than this after its time (rig seconds) is late: real I/O may race rig time
+there, the tightest being a Class A RX1 answer over MQTT within RECEIVE_DELAY1 (1 s)."""
+
+
 class Scheduler:
     """Runs callbacks at rig times, in order, on one thread (or by hand on a manual clock)."""
 
@@ -49,6 +54,8 @@ class Scheduler:
         self._stopping = False
         self.errors: list[BaseException] = []
         self.max_lag_s = 0.0  # the latest a callback ran after its time (rig seconds): a host too slow for the scale
+        self.callbacks = 0  # callbacks run
+        self.late_callbacks = 0  # of them, run more than LATE_S after their time
 
     # -- scheduling ----------------------------------------------------------------------------
 
@@ -141,6 +148,9 @@ class Scheduler:
 
     def _run(self, timer: Timer) -> None:
         lag = self.clock.now() - timer.at
+        self.callbacks += 1
+        if lag > LATE_S:
+            self.late_callbacks += 1
         if lag > self.max_lag_s:
             self.max_lag_s = lag
         try:

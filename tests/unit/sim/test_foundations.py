@@ -191,3 +191,8 @@ def test_scheduler_records_how_late_callbacks_ran() -> None:
     sched.call_at(1.1, lambda: None)  # runs at 1.3: 0.2 s late
     sched.run_until(2.0)
     assert sched.max_lag_s == pytest.approx(0.2)
+    assert (sched.callbacks, sched.late_callbacks) == (2, 0)
+    sched.call_at(2.0, lambda: clock.advance(0.7))
+    sched.call_at(2.1, lambda: None)  # 0.6 s late: over LATE_S
+    sched.run_until(3.0)
+    assert (sched.callbacks, sched.late_callbacks) == (4, 1) and sched.max_lag_s == pytest.approx(0.6)
