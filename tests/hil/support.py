@@ -8,15 +8,13 @@ retry once per rig second until it is free, within their deadline.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
-
-from contextlib import contextmanager
 
 from drivers.console import ConsoleCommandError
 from hil.clock import Deadline
 from hil.lorawan.airtime import time_on_air_dr
-from hil.lorawan.region import get_region
 from hil.network.events import FrameEvent
 
 BUSY_RETRY_S = 1.0
@@ -77,10 +75,14 @@ def since_now(rig: Any, network: Any) -> Since:
     return Since(network, rig.rig.dut.lorawan.dev_eui, rig.clock.now())
 
 
-def airtime_s(rig: Any, event: FrameEvent) -> float:
-    """Time on air of an uplink the network received, from its data rate and length."""
-    region = get_region(rig.rig.dut.lorawan.region)
-    return time_on_air_dr(region, event.dr, len(event.phy_payload))
+def airtime(network: Any, event: Any) -> float:
+    """Time on air of a logged frame (its data rate and PHYPayload length)."""
+    return time_on_air_dr(network.region, event.dr, len(event.phy_payload), uplink=event.direction == "up")
+
+
+def uplink_start(network: Any, event: Any) -> float:
+    """Rig time an uplink started on air (the network logs the end of its reception)."""
+    return event.time - airtime(network, event)
 
 
 def describe(events: list[FrameEvent]) -> str:

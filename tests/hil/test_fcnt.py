@@ -42,20 +42,18 @@ from hil.network.faults import Fault
 from hil.network.transport import DownlinkFrame, DownlinkItem, UplinkFrame
 from hil.relay.controller import NoCommunication, RelayController
 from hil.relay.protocol import RESPONSE, Command, RelayKey, RelayMessage, encode
-from tests.hil.support import send_when_free
-from tests.hil.test_relay import (
+from tests.hil.support import airtime, send_when_free, uplink_start
+from tests.hil.relay_support import (
     JOIN_WITHIN_S,
     OUTAGE_S,
     POLL_S,
     STALL_LIMIT_S,
     TIMING_ATTEMPTS,
     HostStalls,
-    airtime,
     data_uplinks,
     describe,
     relay_up,
     threshold_v,
-    uplink_start,
     wait_radio_free,
     wait_reading,
 )

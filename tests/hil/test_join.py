@@ -22,8 +22,8 @@ from hil.clock import Deadline
 from hil.lorawan.frames import JoinRequest, MType, decode
 from hil.lorawan.region import get_region
 from hil.network.faults import Fault
-from tests.hil.support import (airtime_s, describe, device_settings, join_now, join_policy, send_when_free,
-                               since_now)
+from tests.hil.support import (airtime, describe, device_settings, join_now, join_policy, send_when_free,
+                               since_now, uplink_start)
 
 pytestmark = pytest.mark.join
 
@@ -97,12 +97,17 @@ def test_join_accept_in_rx1_is_taken_at_the_first_attempt(rig, dut, network) -> 
                                 f"in RX1 (it missed RX1):\n{describe(mark.events())}")
 
 
-def test_join_accept_in_rx2_only_is_taken(rig, dut, network) -> None:  # type: ignore[no-untyped-def]
-    device = _device(rig)
-    join_now(rig, dut)  # settle: a DUT that joins by itself at boot has done so
+def _join_through(rig, dut, network, fault: Fault):  # type: ignore[no-untyped-def]
+    """Let a DUT that joins by itself at boot finish, then join with ``fault`` spoiling the next
+    join-accept; (mark before the join, the DUT's join report)."""
+    join_now(rig, dut)
     mark = since_now(rig, network)
-    network.faults.inject(device.dev_eui, Fault.RX2_ONLY, on="join_accept")
-    result = join_now(rig, dut)
+    network.faults.inject(_device(rig).dev_eui, fault, on="join_accept")
+    return mark, join_now(rig, dut)
+
+
+def test_join_accept_in_rx2_only_is_taken(rig, dut, network) -> None:  # type: ignore[no-untyped-def]
+    mark, result = _join_through(rig, dut, network, Fault.RX2_ONLY)
     accepts = mark.join_accepts()
     assert result.joined, f"the DUT did not join: {result.line!r}; network:\n{describe(mark.events())}"
     assert accepts and accepts[0].windows == ("RX2",), f"the first accept was not RX2-only:\n{describe(accepts)}"
@@ -111,11 +116,7 @@ def test_join_accept_in_rx2_only_is_taken(rig, dut, network) -> None:  # type: i
 
 
 def test_late_join_accept_is_not_taken(rig, dut, network) -> None:  # type: ignore[no-untyped-def]
-    device = _device(rig)
-    join_now(rig, dut)  # settle: a DUT that joins by itself at boot has done so
-    mark = since_now(rig, network)
-    network.faults.inject(device.dev_eui, Fault.TOO_LATE, on="join_accept")
-    result = join_now(rig, dut)
+    mark, result = _join_through(rig, dut, network, Fault.TOO_LATE)
     assert result.joined, f"the DUT did not join after a late accept: {result.line!r}\n{describe(mark.events())}"
     requests, accepts = mark.join_requests(), mark.join_accepts()
     assert len(requests) >= 2 and len(accepts) >= 2, (
@@ -124,11 +125,7 @@ def test_late_join_accept_is_not_taken(rig, dut, network) -> None:  # type: igno
 
 
 def test_join_accept_with_bad_mic_is_ignored(rig, dut, network) -> None:  # type: ignore[no-untyped-def]
-    device = _device(rig)
-    join_now(rig, dut)  # settle: a DUT that joins by itself at boot has done so
-    mark = since_now(rig, network)
-    network.faults.inject(device.dev_eui, Fault.CORRUPT_MIC, on="join_accept")
-    result = join_now(rig, dut)
+    mark, result = _join_through(rig, dut, network, Fault.CORRUPT_MIC)
     requests, accepts = mark.join_requests(), mark.join_accepts()
     assert accepts and "corrupt_mic" in accepts[0].faults, f"no corrupted accept was sent:\n{describe(accepts)}"
     taken_at_once = result.joined and len(requests) < 2
@@ -172,27 +169,28 @@ def denied_join(rig):  # type: ignore[no-untyped-def]
 
 def test_denied_device_keeps_trying_within_the_duty_cycle(rig, denied_join) -> None:  # type: ignore[no-untyped-def]
     result, requests, mark = denied_join
+    network = mark.network
     assert result is None or not result.joined, f"the DUT reported a join while the network denied it: {result.line!r}"
     assert len(requests) >= 3, f"a denied DUT gave up after {len(requests)} join-request(s):\n{describe(requests)}"
     assert all(e.outcome == "denied" for e in requests), describe(requests)
     region = get_region(rig.rig.dut.lorawan.region)
     problems = []
     for previous, current in zip(requests, requests[1:]):
-        start = current.time - airtime_s(rig, current)
+        start = uplink_start(network, current)
         rx2_end = previous.time + region.join_accept_delay2_s
         if start < rx2_end:
             problems.append(f"t={start:.3f}: join-request before the RX2 of the previous one ended ({rx2_end:.3f})")
     for band in region.duty_cycle_bands:
         in_band = [e for e in requests if band.contains(e.frequency_hz)]
         for previous, current in zip(in_band, in_band[1:]):
-            air = airtime_s(rig, previous)
+            air = airtime(network, previous)
             silence = air * (1 - band.duty_cycle) / band.duty_cycle
-            start = current.time - airtime_s(rig, current)
+            start = uplink_start(network, current)
             if start - previous.time < silence - 1e-3:
                 problems.append(f"t={start:.3f}: sub-band {band.name} ({band.duty_cycle:.1%}) reused "
                                 f"{start - previous.time:.3f} s after a {air * 1000:.1f} ms TX, needs {silence:.3f} s off")
     first = requests[0].time
-    hour = [airtime_s(rig, e) for e in requests if e.time - first < 3600]
+    hour = [airtime(network, e) for e in requests if e.time - first < 3600]
     if sum(hour) > 36.0:
         problems.append(f"{sum(hour):.1f} s of join-request airtime in the first hour (limit 36 s)")
     assert not problems, "join retries break the duty-cycle rules:\n" + "\n".join(problems) + "\n" + describe(requests)
