@@ -32,7 +32,6 @@ import functools
 import hmac
 import logging
 import os
-import tempfile
 import threading
 from collections import deque
 from dataclasses import dataclass, fields as dataclass_fields
@@ -47,6 +46,7 @@ from hil.lorawan.crypto import REDACTED, AESKey
 from hil.lorawan.security import SessionKeys
 from hil.lorawan.types import EUI64, DevAddr
 from hil.sim.dut.interfaces import MacState
+from hil.sim.files import write_atomically
 from hil.sim.scheduler import Scheduler, Timer
 
 log = logging.getLogger(__name__)
@@ -281,18 +281,7 @@ class Nvm:
     def _save(self, image: bytes) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(image)
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomically(self.path, image)
 
 
 # --- the layout -------------------------------------------------------------------------------

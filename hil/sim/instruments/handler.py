@@ -21,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any, Callable
 
 from hil.lorawan.types import EUI64
 from hil.sim.config import SimHandler
+from hil.sim.files import write_atomically
 from hil.sim.instruments.scpi import ScpiCall, ScpiEngine, ScpiError, ScpiProfile, load_profile
 from hil.sim.instruments.tcp_server import SocketInstrument
 from hil.sim.scheduler import Scheduler
@@ -240,18 +239,7 @@ class VirtualHandler(SocketInstrument):
         state = self._state
         text = json.dumps({"version": STATE_VERSION, "next_serial": state.next_serial, "present": state.present,
                            "bins": state.bins}, indent=1)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomically(path, text.encode("utf-8"))
 
     def describe(self) -> dict[str, Any]:
         """The handler's state (for diagnostics)."""
