@@ -101,6 +101,12 @@ def rx_after(controller: Any, since: float) -> list[Any]:
     return [p for p in controller.log if p.direction == "rx" and p.time >= since]
 
 
+def downlinks_since(network: Any, since: float) -> list[tuple[Any, ...]]:
+    """The network's downlinks from ``since`` on, compactly (for failure messages)."""
+    return [(round(e.time, 3), e.outcome, e.fcnt, e.payload, e.windows, e.faults)
+            for e in network.events.filter(direction="down", time=lambda t: t >= since)]
+
+
 def dut_reception(rig: Any, dut: Any, port: int, payload: bytes, since: float, within_s: float = 10.0) -> Any:
     """The DUT's console report of a downlink with this port and payload (None: not reported)."""
     deadline = Deadline.after(rig.clock, within_s)
@@ -277,7 +283,9 @@ def test_replays_are_dropped_by_the_dut_and_by_the_network(rig, dut, network, re
 
     sent = send_when_free(rig, dut, PROBE_PORT, b"poll")
     assert any(d.payload == b"after" for d in sent.downlinks) or dut_reception(rig, dut, PROBE_PORT, b"after", probe), (
-        "after the replays the DUT did not take the next new downlink (sent in the windows of its uplink)")
+        "after the replays the DUT did not take the next new downlink (sent in the windows of its uplink); "
+        f"network downlinks since the probe: {downlinks_since(network, probe)}; "
+        f"last gateway TX acks: {[(a.downlink_id, [str(getattr(x, 'value', x)) for x in a.statuses]) for a in network.tx_acks[-5:]]}")
 
     older, last = data_uplinks(rig, network, start, outcome="accepted")[-2:]  # the announcement, then "poll"
     replayed = rig.clock.now()
