@@ -88,11 +88,19 @@ class ScaledClock:
         return max(0.0, seconds) / self.time_scale
 
     def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds / self.time_scale)
+        # loops on rig time: a clock that stops during host stalls takes longer than the real wait
+        end = self.now() + seconds
+        while (remaining := end - self.now()) > 0:
+            time.sleep(self.real_seconds(remaining))
 
     def wait(self, event: threading.Event, timeout: float) -> bool:
-        return event.wait(self.real_seconds(timeout))
+        end = self.now() + timeout
+        while not event.is_set():
+            remaining = end - self.now()
+            if remaining <= 0:
+                return False
+            event.wait(self.real_seconds(remaining))
+        return True
 
     def wait_for(self, cond: threading.Condition, predicate: Callable[[], bool], deadline: Deadline) -> bool:
         while not predicate():

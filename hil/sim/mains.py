@@ -112,7 +112,7 @@ class RelayContact:
             if generation != self._generation or closed == self._closed:
                 return
             self._closed = closed
-            self.transitions.append((self.scheduler.clock.now(), closed))
+            self.transitions.append((self.scheduler.now(), closed))
         for listener in list(self._listeners):
             listener(closed)
 

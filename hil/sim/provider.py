@@ -108,7 +108,10 @@ class SimProvider:
         else:
             verdict = (f"{sched.late_callbacks} of {sched.callbacks} callbacks over {LATE_S * 1000:.0f} ms late: "
                        "the host is too slow for this time_scale: lower it")
-        return [f"virtual rig: callbacks ran up to {lag_ms:.1f} ms of rig time late at time_scale {scale:g} ({verdict})"]
+        lines = [f"virtual rig: callbacks ran up to {lag_ms:.1f} ms of rig time late at time_scale {scale:g} ({verdict})"]
+        if self.rig.clock.stalls:
+            lines.append(f"virtual rig: {self.rig.clock.describe_stalls()}")
+        return lines
 
     def stop(self) -> None:
         """Leave the virtual rig safe and stop it (no thread, process or port left). Safe to call twice."""

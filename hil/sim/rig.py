@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hil.clock import ScaledClock
 from hil.lorawan.region import get_region
 from hil.sim.broker import Broker, start_broker
+from hil.sim.clock import StallFreeClock
 from hil.sim.config import SimConfig
 from hil.sim.dut.console import Console, open_console
 from hil.sim.dut.defects import validate_defects
@@ -107,7 +107,7 @@ class VirtualRig:
         self.config = config
         self._udp_server = udp_server
         validate_defects(config.dut.defects, where="sim.dut.defects")
-        self.clock = ScaledClock(config.time_scale)
+        self.clock = StallFreeClock(config.time_scale)
         self.scheduler = Scheduler(self.clock)
         self.region = get_region(config.dut.region)
         self.medium = RadioMedium(self.scheduler, path_loss_db=config.gateway.path_loss_db)
@@ -141,6 +141,8 @@ class VirtualRig:
 
     def _start(self) -> RigEndpoints:
         c = self.config
+        self.clock.start()
+        self._stack.append(self.clock.stop)
         self.scheduler.start()
         self._stack.append(self.scheduler.stop)
         needs_broker = c.gateway.transport == "chirpstack-mqtt" or c.feedback.kind == "shelly"

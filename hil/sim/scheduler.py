@@ -5,6 +5,11 @@ scheduled transmission) is a callback run at a rig time. One thread runs them in
 the models need no locks among themselves for what happens inside callbacks. On a
 :class:`~hil.clock.ManualClock` nothing runs by itself: :meth:`Scheduler.run_until` advances the
 clock from one due callback to the next, which makes unit tests of timing exact.
+
+Inside a callback, :meth:`Scheduler.now` is the time the callback was due, not the clock's: a
+callback the host ran late (a stalled process, a loaded CI runner) sees the world as it was at its
+own instant, so a late RX window still hears the frame that was on air then. Callbacks run in time
+order whatever their lateness, so a stall delays the virtual rig but cannot reorder it.
 """
 
 from __future__ import annotations
@@ -56,6 +61,15 @@ class Scheduler:
         self.max_lag_s = 0.0  # the latest a callback ran after its time (rig seconds): a host too slow for the scale
         self.callbacks = 0  # callbacks run
         self.late_callbacks = 0  # of them, run more than LATE_S after their time
+        self._event_time: float | None = None  # the due time of the callback running now (scheduler thread)
+        self._runner: int | None = None  # the thread running callbacks
+        self._last_event = float("-inf")
+
+    def now(self) -> float:
+        """Rig time as the models see it: inside a callback, the time it was due; elsewhere the clock's."""
+        if self._event_time is not None and threading.get_ident() == self._runner:
+            return self._event_time
+        return self.clock.now()
 
     # -- scheduling ----------------------------------------------------------------------------
 
@@ -69,11 +83,11 @@ class Scheduler:
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any, name: str = "") -> Timer:
         """Run ``fn(*args)`` after ``delay`` rig seconds."""
-        return self.call_at(self.clock.now() + max(0.0, delay), fn, *args, name=name)
+        return self.call_at(self.now() + max(0.0, delay), fn, *args, name=name)
 
     def call_soon(self, fn: Callable[..., Any], *args: Any, name: str = "") -> Timer:
         """Run ``fn(*args)`` on the scheduler thread as soon as possible (hand work over from I/O threads)."""
-        return self.call_at(self.clock.now(), fn, *args, name=name)
+        return self.call_at(self.now(), fn, *args, name=name)
 
     def pending(self) -> int:
         with self._cond:
@@ -148,6 +162,10 @@ class Scheduler:
 
     def _run(self, timer: Timer) -> None:
         lag = self.clock.now() - timer.at
+        # event time never goes back, even for a timer set for an instant already past
+        self._last_event = max(self._last_event, timer.at)
+        self._event_time = self._last_event
+        self._runner = threading.get_ident()
         self.callbacks += 1
         if lag > LATE_S:
             self.late_callbacks += 1
@@ -158,3 +176,5 @@ class Scheduler:
         except Exception as exc:  # a model's bug must not stop the rig; tests look at .errors
             log.exception("rig callback %s failed", timer.name)
             self.errors.append(exc)
+        finally:
+            self._event_time = None

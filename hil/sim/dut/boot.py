@@ -66,10 +66,10 @@ class GuardedScheduler:
         return timer
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any, name: str = "") -> Timer:
-        return self.call_at(self.clock.now() + max(0.0, delay), fn, *args, name=name)
+        return self.call_at(self._real.now() + max(0.0, delay), fn, *args, name=name)
 
     def call_soon(self, fn: Callable[..., Any], *args: Any, name: str = "") -> Timer:
-        return self.call_at(self.clock.now(), fn, *args, name=name)
+        return self.call_at(self._real.now(), fn, *args, name=name)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)

@@ -393,7 +393,8 @@ class DeviceMac:
         fn(*args)
 
     def _now(self) -> float:
-        return self._clock.now()
+        """The instant of the callback running now (see :meth:`Scheduler.now`)."""
+        return self._scheduler.now()
 
     # -- start -----------------------------------------------------------------------------------
 

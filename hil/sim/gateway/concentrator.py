@@ -272,7 +272,7 @@ class Concentrator:
             return self._refuse(request, TxAckStatus.TX_POWER,
                                 f"{request.power_dbm} dBm is above {self.max_tx_power_dbm} dBm")
         with self._lock:
-            now_us = self._counter_us(self.clock.now())
+            now_us = self._counter_us(self.scheduler.now())
             if len(self._queue) >= JIT_QUEUE_MAX:
                 return self._refuse(request, TxAckStatus.QUEUE_FULL, f"{JIT_QUEUE_MAX} frames queued")
             if request.tmst is None:
