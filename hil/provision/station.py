@@ -217,7 +217,7 @@ class ProvisioningStation:
         attempt = 0
         try:
             try:
-                with self._step(outcome, "identify") as meas:
+                with self._step(outcome, "identify"):
                     unit_uid, label, mcu_uid = self._identify()
                     outcome.unit_uid = unit_uid
                 try:
@@ -271,6 +271,8 @@ class ProvisioningStation:
                 result = parts.swd.flash(self.firmware, verify=cfg.firmware.verify, skip_if_same=True)
                 self.store.set_fields(record.id, firmware_sha256=result.sha256)
                 meas.append(Measurement("firmware_bytes", float(result.bytes), "B"))
+                meas.append(Measurement("firmware_written", 0.0 if result.skipped else float(result.bytes), "B"))
+                self._check_running_version(result.version)
         with self._step(outcome, "write", record_to=at):
             self._power(True)
             self._wait_console(cfg.test.boot_timeout_s)  # booted once: a blank unit's NVM is laid out
@@ -375,6 +377,18 @@ class ProvisioningStation:
                 psu.output(True)
         else:
             psu.output(False)
+
+    def _check_running_version(self, flashed: str | None) -> None:
+        """After a flash: the unit boots the image and reports its version (when the image names one and
+        the console dialect can be asked); a unit still running another image fails the step."""
+        console = self.parts.console
+        if flashed is None or "version" not in console.profile.identity:
+            return
+        self._wait_console(self.config.test.boot_timeout_s)
+        running = console.identity(Deadline.after(self.clock, 30.0)).get("version", "")
+        if flashed not in running:
+            raise AssertionError(f"flashed firmware {flashed} ({self.firmware.name if self.firmware else '?'}) "
+                                 f"but the unit reports version {running!r}")
 
     def _wait_console(self, timeout_s: float) -> None:
         self.parts.console.wait_ready(Deadline.after(self.clock, timeout_s))

@@ -276,11 +276,14 @@ class VirtualRig:
             self._stack.append(self.probe_server.stop)
 
     def _swap_unit(self, unit: HandledUnit, fresh: bool) -> None:
-        """The handler put ``unit`` in the fixture: a fresh one has erased NVM (the DUT is unpowered)."""
+        """The handler put ``unit`` in the fixture: a fresh one has erased NVM and the factory image
+        (the DUT is unpowered)."""
         assert self.firmware is not None
-        if fresh:
+        if fresh:  # as it left PCB assembly: erased NVM, the factory image in flash
             nvm = self.firmware.nvm
             nvm.poke(0, bytes([nvm.erased_byte]) * nvm.size)
+            if self.firmware.memory is not None:
+                self.firmware.memory.restore_factory_image()
         self.dut_unique_id = unit.uid
         if self.swd_unit is not None:
             self.swd_unit.set_unique_id(unit.uid)  # the SWD probe reads this unit's MCU unique ID

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from drivers.swd.image import load_image
 from hil.clock import Deadline
 from hil.lorawan.types import EUI64
 from hil.provision.config import load_station
@@ -114,9 +115,10 @@ def test_identity_through_swd_keyed_by_the_mcu_unique_id(rig: Any, tmp_path: Pat
         pytest.skip("this test needs an SWD probe (dut.swd) and an automated handler")
     parts, close = station_parts(rig)
     config = load_station("sim-station-swd", batch="pytest-swd", store={"path": str(tmp_path / "records.sqlite")})
-    flash = config.firmware.model_copy(update={"flash": rig.rig.dut.swd.firmware is not None})
-    config = config.model_copy(update={"kek": new_kek_hex(), "firmware": flash})
+    config = config.model_copy(update={"kek": new_kek_hex()})
     station = ProvisioningStation(config, parts)
+    assert station.firmware is not None, "the SWD station flashes the production image"
+    image = load_image(station.firmware)
     try:
         result = station.run_batch(2)
         assert result.complete, [(o.status, o.message) for o in result.outcomes]
@@ -125,8 +127,13 @@ def test_identity_through_swd_keyed_by_the_mcu_unique_id(rig: Any, tmp_path: Pat
         assert all(r.unit_uid == f"swd:{r.mcu_uid}" and len(r.mcu_uid or "") == 24 for r in records)
         assert len({r.mcu_uid for r in records}) == 2
         for record in records:  # the identity the firmware now runs on is the one recorded
-            steps = {s.name for s in station.store.steps(record.id)}
-            assert {"write", "join", "relay", "uplink"} <= steps
+            steps = station.store.steps(record.id)
+            assert {"flash", "write", "join", "relay", "uplink"} <= {s.name for s in steps}
+            # a fresh unit comes with the factory image: the production image is written whole, and the
+            # step checked that the unit then reports the image's version
+            written = {s.measurement: s.value for s in steps if s.name == "flash" and s.measurement}
+            assert written == {"firmware_bytes": image.size, "firmware_written": image.size}, written
+            assert record.firmware_sha256 == image.sha256
     finally:
         station.close()
         _restore_rig_dut(rig, parts)

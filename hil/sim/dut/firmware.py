@@ -164,6 +164,7 @@ class Firmware:
         self.nvm = nvm
         self.view = NvmView(nvm, layout)
         self.memory = memory  # its SRAM is cleared at every power loss
+        self._image_version: str | None = None  # read from flash at each boot
         self.factory = factory
         self.defects = validate_defects(defects, "firmware defects")
         self.rng = rng or random.Random(1)
@@ -312,7 +313,9 @@ class Firmware:
 
     @property
     def firmware_version(self) -> str:
-        return self.factory.firmware_version
+        """The version of the image the DUT booted (the factory defaults' when flash names none)."""
+        with self._lock:
+            return self._image_version or self.factory.firmware_version
 
     @property
     def hardware_model(self) -> str:
@@ -580,6 +583,10 @@ class Firmware:
         ctx.sched.call_later(self.boot_time_s, self._boot_done, ctx, reason, name="dut-boot")
 
     def _boot_done(self, ctx: Boot, reason: BootReason) -> None:
+        if self.memory is not None:  # the version is the image's in flash (a reflash shows at the next boot)
+            version = self.memory.image_version()
+            with self._lock:
+                self._image_version = version
         view = self.view
         if not view.is_provisioned():
             if view.get("magic") == view.layout.magic:

@@ -78,6 +78,7 @@ NVM_TABLE_END
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from dataclasses import dataclass
 from typing import Literal
@@ -94,7 +95,11 @@ EEPROM_BASE = 0x08080000
 
 VECTOR_COUNT = 48  # Cortex-M0+: 16 system exceptions + 32 interrupts
 IMAGE_CODE_SIZE = 12 * 1024
-IMAGE_VERSION = b"HIL-RELAY-L0 fw 1.0.0\x00"
+FACTORY_VERSION = "1.0.0"
+"""The version of the image a unit leaves PCB assembly with (a fresh unit in the handler has it)."""
+IMAGE_VERSION_AREA = 1024
+"""The firmware reports the first ``fw x.y.z`` in this many bytes from the start of flash."""
+_VERSION_TAG = re.compile(rb"fw (\d+\.\d+\.\d+)")
 
 
 class MemoryAccessError(ValueError):
@@ -130,9 +135,12 @@ class MemoryRegion:
         return self.start <= address and address + size <= self.end
 
 
-def fake_firmware_image(size: int = FLASH_SIZE) -> bytes:
+def fake_firmware_image(size: int = FLASH_SIZE, version: str = FACTORY_VERSION) -> bytes:
     """A deterministic flash image: a Cortex-M0+ vector table (initial SP = top of SRAM, Thumb
-    handler addresses), a version string, pseudo-random "code" and erased flash after it."""
+    handler addresses), the version string ``HIL-RELAY-L0 fw <version>``, pseudo-random "code"
+    (the same for every version) and erased flash after it, to ``size`` bytes."""
+    if not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        raise ValueError(f"an image version is x.y.z, got {version!r}")
     vectors = [0] * VECTOR_COUNT
     table_end = FLASH_BASE + 4 * VECTOR_COUNT
     reset_handler = table_end | 1
@@ -143,14 +151,20 @@ def fake_firmware_image(size: int = FLASH_SIZE) -> bytes:
         vectors[n] = default_handler
     for n in range(16, VECTOR_COUNT):
         vectors[n] = default_handler
-    head = b"".join(v.to_bytes(4, "little") for v in vectors) + IMAGE_VERSION
+    head = b"".join(v.to_bytes(4, "little") for v in vectors) + f"HIL-RELAY-L0 fw {version}".encode() + b"\x00"
     code = bytearray()
     counter = 0
     while len(head) + len(code) < IMAGE_CODE_SIZE:
         code += hashlib.sha256(b"hil-relay-fw" + counter.to_bytes(4, "little")).digest()
         counter += 1
     image = (head + bytes(code))[:IMAGE_CODE_SIZE]
-    return image + bytes([FLASH_ERASED]) * (size - len(image))
+    return (image + bytes([FLASH_ERASED]) * max(0, size - len(image)))[:size]
+
+
+def flashed_version(flash: bytes) -> str | None:
+    """The version the firmware in ``flash`` reports: the first ``fw x.y.z`` near its start, else None."""
+    match = _VERSION_TAG.search(flash[:IMAGE_VERSION_AREA])
+    return match.group(1).decode("ascii") if match else None
 
 
 class DutMemory:
@@ -232,6 +246,16 @@ class DutMemory:
             )
         with self._lock:
             self._flash[offset : offset + size] = bytes([FLASH_ERASED]) * size
+
+    def image_version(self) -> str | None:
+        """The version of the image in flash (see :func:`flashed_version`); None for an image without one."""
+        with self._lock:
+            return flashed_version(bytes(self._flash[:IMAGE_VERSION_AREA]))
+
+    def restore_factory_image(self) -> None:
+        """Flash as a unit leaves PCB assembly: the factory image, erased after it (a fresh unit)."""
+        with self._lock:
+            self._flash[:] = fake_firmware_image(FLASH_SIZE)
 
     def mass_erase(self) -> None:
         """Erase the whole flash."""

@@ -121,6 +121,21 @@ def test_power_loss_clears_sram_of_the_memory_map() -> None:
     assert bench.memory.read(SRAM_BASE, 1) == b"\x00"
 
 
+def test_the_firmware_reports_the_version_of_the_image_it_booted() -> None:
+    from hil.sim.dut.memory import FLASH_BASE, IMAGE_CODE_SIZE, fake_firmware_image
+
+    bench = DutBench(with_memory=True)
+    bench.boot()
+    assert bench.memory is not None and bench.fw.firmware_version == "1.0.0"
+    bench.memory.erase(FLASH_BASE, IMAGE_CODE_SIZE)  # reflashed through SWD while running
+    bench.memory.write(FLASH_BASE, fake_firmware_image(IMAGE_CODE_SIZE, "1.1.0"))
+    assert bench.fw.firmware_version == "1.0.0"  # still the image it booted
+    bench.power_cycle()
+    bench.boot()
+    assert bench.fw.firmware_version == "1.1.0"
+    assert bench.fw.banner_lines()[0].endswith("relay node firmware 1.1.0")
+
+
 def test_stale_timers_of_a_dead_boot_do_nothing() -> None:
     bench = DutBench(device_class="A")
     bench.boot()

@@ -372,3 +372,28 @@ def test_swd_writes_reach_nvm_at_once_and_sram_is_plain(sched: Scheduler, tmp_pa
     mem.power_lost()
     assert mem.read(SRAM_BASE + 16, 2) == b"\x00\x00"
     assert os.listdir(tmp_path) == ["nvm.bin"]
+
+
+def test_the_flash_image_names_the_version_the_firmware_reports(sched: Scheduler) -> None:
+    mem = DutMemory(Nvm(sched))
+    assert mem.image_version() == "1.0.0"  # the factory image
+    mem.erase(FLASH_BASE, 2 * FLASH_PAGE)  # the vector table and the version tag after it
+    assert mem.image_version() is None  # no tag: the firmware reports the factory defaults' version
+    mem.write(FLASH_BASE, memory.fake_firmware_image(2 * FLASH_PAGE, "2.7.1"))
+    assert mem.image_version() == "2.7.1"
+    mem.restore_factory_image()
+    assert mem.image_version() == "1.0.0" and mem.read(FLASH_BASE, 1024) == DutMemory(Nvm(sched)).read(FLASH_BASE, 1024)
+    with pytest.raises(ValueError, match="x.y.z"):
+        memory.fake_firmware_image(1024, "1.1")
+
+
+def test_the_virtual_production_image_is_the_generators() -> None:
+    """rigs/firmware/relay-node-sim-1.1.0.hex is fake_firmware_image(IMAGE_CODE_SIZE, "1.1.0") at the flash base."""
+    from pathlib import Path
+
+    from intelhex import IntelHex
+
+    path = Path(__file__).resolve().parents[3] / "rigs" / "firmware" / "relay-node-sim-1.1.0.hex"
+    ih = IntelHex(str(path))
+    assert ih.minaddr() == FLASH_BASE
+    assert ih.tobinstr() == memory.fake_firmware_image(memory.IMAGE_CODE_SIZE, "1.1.0")
