@@ -23,6 +23,7 @@ from drivers.console import (
 )
 from hil.clock import Deadline, ScaledClock
 from hil.faults import RigFault
+from hil.sim.clock import StallFreeClock
 from hil.sim.dut.console import PtyPort
 
 SCALE = 50
@@ -32,9 +33,9 @@ def _reader_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("console-reader")]
 
 
-class HookClock(ScaledClock):
-    """A scaled clock that runs ``hook`` on the first sleep (the transport's retry wait), so a
-    port appears exactly between the first and the second open attempt."""
+class HookClock(StallFreeClock):
+    """A compressed clock that runs ``hook`` on the first sleep (the transport's retry wait), so a
+    port appears exactly between the first and the second open attempt. :meth:`start` it."""
 
     def __init__(self, hook: Callable[[], None]) -> None:
         super().__init__(SCALE)
@@ -48,8 +49,8 @@ class HookClock(ScaledClock):
 
 
 @pytest.fixture
-def clock() -> ScaledClock:
-    return ScaledClock(SCALE)
+def clock(compressed_clock: Callable[[float], ScaledClock]) -> ScaledClock:
+    return compressed_clock(SCALE)
 
 
 @pytest.fixture
@@ -182,6 +183,7 @@ def test_socket_port_that_listens_late_is_waited_for(tmp_path: Path) -> None:
         server_thread.start()
 
     clock = HookClock(start_listening)
+    clock.start()
     console = DutConsole(f"socket://127.0.0.1:{port}", "rak3172", clock, transcript_path=tmp_path / "c.log")
     try:
         console.open(Deadline.after(clock, 30))
@@ -189,6 +191,7 @@ def test_socket_port_that_listens_late_is_waited_for(tmp_path: Path) -> None:
         console.expect("booted", Deadline.after(clock, 10))
     finally:
         console.close()
+        clock.stop()
         server_thread.join(5)
         for conn in accepted:
             conn.close()
@@ -206,6 +209,7 @@ def test_device_path_that_reenumerates_is_waited_for(tmp_path: Path) -> None:
 
     pty = PtyPort("late-uart", on_data=answer)
     clock = HookClock(lambda: os.symlink(pty.path, link))
+    clock.start()
     console = DutConsole(str(link), "rak3172", clock, transcript_path=tmp_path / "c.log")
     try:
         console.open(Deadline.after(clock, 30))
@@ -213,6 +217,7 @@ def test_device_path_that_reenumerates_is_waited_for(tmp_path: Path) -> None:
         assert console.transport.attempts == 2
     finally:
         console.close()
+        clock.stop()
         pty.close()
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import textwrap
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -198,8 +198,8 @@ class ScriptedModule:
 
 
 @pytest.fixture
-def clock() -> ScaledClock:
-    return ScaledClock(50)
+def clock(compressed_clock: Any) -> ScaledClock:
+    return compressed_clock(50)
 
 
 def _console(module: ScriptedModule, dialect: str, clock: ScaledClock, tmp_path: Path) -> Iterator[DutConsole]:

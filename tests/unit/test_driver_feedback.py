@@ -156,8 +156,8 @@ def broker() -> Iterator[Broker]:
 
 
 @pytest.fixture
-def scheduler() -> Iterator[Scheduler]:
-    sched = Scheduler(ScaledClock(TIME_SCALE), name="meter-test-scheduler")
+def scheduler(compressed_clock: Any) -> Iterator[Scheduler]:
+    sched = Scheduler(compressed_clock(TIME_SCALE), name="meter-test-scheduler")
     sched.start()
     yield sched
     sched.stop()

@@ -175,8 +175,8 @@ def broker():
 
 
 @pytest.fixture
-def clock():
-    return ScaledClock(time_scale=100)
+def clock(compressed_clock):
+    return compressed_clock(100)
 
 
 def _fds() -> int:

@@ -138,8 +138,8 @@ class FakeForwarder:
 
 
 @pytest.fixture
-def clock():
-    return ScaledClock(time_scale=100)
+def clock(compressed_clock):
+    return compressed_clock(100)
 
 
 @pytest.fixture

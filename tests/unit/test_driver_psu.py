@@ -13,7 +13,7 @@ import socket
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -69,8 +69,8 @@ class InProcess:
 
 
 @pytest.fixture
-def scheduler() -> Iterator[Scheduler]:
-    sched = Scheduler(ScaledClock(TIME_SCALE), name="psu-test-scheduler")
+def scheduler(compressed_clock: Any) -> Iterator[Scheduler]:
+    sched = Scheduler(compressed_clock(TIME_SCALE), name="psu-test-scheduler")
     sched.start()
     yield sched
     sched.stop()

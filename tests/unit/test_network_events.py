@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
+from typing import Any
 
 import pytest
 
@@ -170,13 +171,13 @@ def test_server_survives_a_failing_gateway_and_a_failing_application():
     assert server.events.filter(outcome="error") == []
 
 
-def test_wait_for_returns_matching_events_or_nothing_at_the_deadline() -> None:
+def test_wait_for_returns_matching_events_or_nothing_at_the_deadline(compressed_clock: Any) -> None:
     import threading
 
-    from hil.clock import Deadline, ScaledClock
+    from hil.clock import Deadline
     from hil.network.events import EventLog, FrameEvent
 
-    clock = ScaledClock(time_scale=100)
+    clock = compressed_clock(100)
     log = EventLog()
     threading.Timer(0.01, lambda: log.append(FrameEvent(time=1.0, direction="up", mtype="unconfirmed_data_up",
                                                          outcome="accepted", fport=2))).start()

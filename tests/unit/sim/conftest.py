@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
-from hil.clock import ScaledClock
 from hil.sim.scheduler import Scheduler
 from tests.unit.sim.fake_firmware import FakeFirmware
 
 
 @pytest.fixture
-def scheduler() -> Iterator[Scheduler]:
-    sched = Scheduler(ScaledClock(time_scale=100))
+def scheduler(compressed_clock: Any) -> Iterator[Scheduler]:
+    sched = Scheduler(compressed_clock(100))
     sched.start()
     yield sched
     sched.stop()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import pytest
 
-from hil.clock import Deadline, ScaledClock
+from hil.clock import Deadline
 from hil.lorawan.crypto import AESKey
 from hil.lorawan.types import EUI64, DevAddr
 from hil.relay.protocol import RelayKey, decode
@@ -341,14 +342,14 @@ def test_secrets_stay_out_of_reprs_and_logs(caplog: pytest.LogCaptureFixture) ->
     assert b"another secret" not in bench.nvm.image()
 
 
-def test_console_thread_calls_with_a_running_scheduler() -> None:
+def test_console_thread_calls_with_a_running_scheduler(compressed_clock: Any) -> None:
     from hil.lorawan.region import get_region
     from hil.sim.mains import RelayContact
     from hil.sim.power import SupplyChannel
     from hil.sim.radio import RadioMedium
     from hil.sim.scheduler import Scheduler
 
-    clock = ScaledClock(time_scale=100)
+    clock = compressed_clock(100)
     sched = Scheduler(clock)
     supply = SupplyChannel()
     supply.configure(voltage=5.0, current_limit=1.0)

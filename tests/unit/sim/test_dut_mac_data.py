@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,6 @@ from hil.lorawan.types import DevAddr
 from hil.network import DownlinkState, Fault
 from hil.sim.dut.mac_windows import RX1_LATE_BY_S, RxParams
 from hil.sim.radio import Transmission
-
 from tests.unit.sim.mac_harness import ABP_DEV_ADDR, ALL_KEY_HEX, DEV_EUI, make_bench, session_keys_10
 
 CF_LIST = (867_100_000, 867_300_000, 867_500_000, 867_700_000, 867_900_000)
@@ -367,10 +367,8 @@ def test_stop_cancels_every_timer_and_detaches() -> None:
     bench.check_clean()
 
 
-def test_public_calls_from_another_thread_on_a_running_scheduler() -> None:
-    from hil.clock import ScaledClock
-
-    bench = make_bench("1.0.4", clock=ScaledClock(time_scale=50))
+def test_public_calls_from_another_thread_on_a_running_scheduler(compressed_clock: Any) -> None:
+    bench = make_bench("1.0.4", clock=compressed_clock(50))
     bench.scheduler.start()
     try:
         mac = bench.boot()

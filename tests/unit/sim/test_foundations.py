@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from hil.clock import ManualClock, ScaledClock
+from hil.clock import ManualClock
 from hil.sim.broker import start_broker
 from hil.sim.mains import MainsConfig, RelayContact
 from hil.sim.power import SupplyChannel
@@ -37,8 +38,8 @@ def test_scheduler_survives_a_failing_callback() -> None:
     assert ran and isinstance(sched.errors[0], ZeroDivisionError)
 
 
-def test_scheduler_thread_on_a_scaled_clock() -> None:
-    clock = ScaledClock(time_scale=100)
+def test_scheduler_thread_on_a_scaled_clock(compressed_clock: Any) -> None:
+    clock = compressed_clock(100)
     sched = Scheduler(clock)
     sched.start()
     done = threading.Event()

@@ -288,9 +288,9 @@ def test_bad_broker_address_is_a_rig_error(broker: Broker) -> None:
         ChirpStackBridge(r.gateway, r.scheduler, "127.0.0.1", port, "xyz")
 
 
-def test_join_accept_on_a_running_scaled_clock(broker: Broker) -> None:
+def test_join_accept_on_a_running_scaled_clock(broker: Broker, compressed_clock: Any) -> None:
     """End to end with the scheduler thread running: ChirpStack answers a join in RX1 (5 s)."""
-    r = Rig(broker, clock=ScaledClock(time_scale=50))
+    r = Rig(broker, clock=compressed_clock(50))
     r.scheduler.start()
     r.bridge.start()
     try:

@@ -287,8 +287,8 @@ def test_server_away_does_not_break_the_forwarder() -> None:
         SemtechForwarder(gateway, scheduler, "127.0.0.1", 1700, "00")
 
 
-def test_class_a_on_a_running_scaled_clock() -> None:
-    r = Rig(clock=ScaledClock(time_scale=50))
+def test_class_a_on_a_running_scaled_clock(compressed_clock: Any) -> None:
+    r = Rig(clock=compressed_clock(50))
     r.scheduler.start()
     try:
         r.fwd.start()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import pyvisa
 
-from hil.clock import ScaledClock
 from hil.sim.instruments.psu import PsuProfile, VirtualPsu
 from hil.sim.instruments.scpi import ProfileError, load_profile
 from hil.sim.power import SupplyChannel
@@ -244,8 +243,8 @@ def test_rigol_ovp(rigol) -> None:  # type: ignore[no-untyped-def]
     assert inst.query(":OUTP:OVP:QUES? CH1") == "NO"
 
 
-def test_commands_run_on_the_scheduler_thread_when_it_runs(rm: pyvisa.ResourceManager) -> None:
-    scheduler = Scheduler(ScaledClock(time_scale=100), name="psu-sched")
+def test_commands_run_on_the_scheduler_thread_when_it_runs(rm: pyvisa.ResourceManager, compressed_clock: Any) -> None:
+    scheduler = Scheduler(compressed_clock(100), name="psu-sched")
     threads: list[str] = []
 
     class Dut(Resistor):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import socket
 import threading
+from typing import Any
 
 import pytest
 
-from hil.clock import ScaledClock
 from hil.sim.instruments.tcp_server import LineServer, ServerError, SocketInstrument
 from hil.sim.scheduler import Scheduler
 
@@ -137,8 +137,8 @@ class Upper(SocketInstrument):
         return line.upper()
 
 
-def test_socket_instrument_resource_and_scheduler_handoff() -> None:
-    clock = ScaledClock(time_scale=100)
+def test_socket_instrument_resource_and_scheduler_handoff(compressed_clock: Any) -> None:
+    clock = compressed_clock(100)
     scheduler = Scheduler(clock, name="handoff-sched")
     scheduler.start()
     inst = Upper(scheduler=scheduler)
