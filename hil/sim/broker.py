@@ -15,8 +15,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections import deque
 from dataclasses import dataclass
-from typing import Literal
+from typing import IO, Literal
 
 BrokerKind = Literal["auto", "mosquitto", "amqtt"]
 
@@ -58,6 +59,7 @@ class Broker:
     port: int
     process: subprocess.Popen[str]
     _workdir: str | None = None
+    output: _Drain | None = None  # what the broker printed last (its log tail, for error messages)
 
     @property
     def url(self) -> str:
@@ -73,6 +75,8 @@ class Broker:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout_s)
+        if self.output is not None:
+            self.output.join(timeout_s)  # the output ends with the process
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
@@ -87,27 +91,44 @@ class Broker:
         self.stop()
 
 
-def _await_line(proc: subprocess.Popen[str], stream_name: str, marker: str, timeout_s: float) -> tuple[str | None, str]:
-    """Read ``stream_name`` of ``proc`` until a line containing ``marker``.
+class _Drain:
+    """Reads a broker's output line by line to its end, on a daemon thread, keeping the last lines.
 
-    Returns (that line or None on timeout/exit, the last lines seen, for the error message).
+    Reading on after the readiness line matters: mosquitto logs every client connection, and a
+    pipe nobody reads fills up (64 KiB) and then blocks the broker in the middle of a session.
     """
-    stream = getattr(proc, stream_name)
-    found: list[str] = []
-    seen: list[str] = []
-    done = threading.Event()
 
-    def reader() -> None:
-        for line in stream:
-            seen.append(line.rstrip())
-            if marker in line:
-                found.append(line.strip())
-                break
-        done.set()
+    def __init__(self, stream: IO[str], marker: str, name: str) -> None:
+        self.tail: deque[str] = deque(maxlen=50)
+        self.found: str | None = None
+        self._stream = stream
+        self._marker = marker
+        self._ready = threading.Event()  # the marker was seen, or the output ended
+        self._thread = threading.Thread(target=self._read, name=name, daemon=True)
+        self._thread.start()
 
-    threading.Thread(target=reader, name=f"broker-{stream_name}", daemon=True).start()
-    done.wait(timeout_s)  # real time: infrastructure start-up, before any rig clock exists
-    return (found[0] if found else None), "\n".join(seen[-5:])
+    def _read(self) -> None:
+        try:
+            for line in self._stream:
+                self.tail.append(line.rstrip())
+                if self.found is None and self._marker in line:
+                    self.found = line.strip()
+                    self._ready.set()
+        except (OSError, ValueError):  # the stream was closed under us: the broker is being stopped
+            pass
+        finally:
+            self._ready.set()
+
+    def wait(self, timeout_s: float) -> str | None:
+        """The marker line, once seen; None if the output ended or ``timeout_s`` real seconds passed first."""
+        self._ready.wait(timeout_s)  # real time: infrastructure start-up, before any rig clock exists
+        return self.found
+
+    def last_lines(self, count: int = 5) -> str:
+        return "\n".join(list(self.tail)[-count:])
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
 
 
 def mosquitto_path() -> str | None:
@@ -134,11 +155,14 @@ def start_mosquitto(timeout_s: float = 5.0, attempts: int = 3) -> Broker:
             )
         proc = subprocess.Popen([exe, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=_die_with_parent)
-        broker = Broker("mosquitto", "127.0.0.1", port, proc, workdir)
-        line, tail = _await_line(proc, "stderr", " running", timeout_s)  # printed once listeners are open
+        assert proc.stderr is not None
+        output = _Drain(proc.stderr, " running", "mosquitto-log")  # printed once listeners are open
+        broker = Broker("mosquitto", "127.0.0.1", port, proc, workdir, output)
+        line = output.wait(timeout_s)
         if line is not None and proc.poll() is None:
             return broker
         broker.stop()
+        tail = output.last_lines()
     raise BrokerError(f"mosquitto did not start listening within {timeout_s} s; its last output: {tail or '(none)'}")
 
 
@@ -148,11 +172,14 @@ def start_amqtt(timeout_s: float = 10.0) -> Broker:
         [sys.executable, "-m", "hil.sim.amqtt_broker"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         preexec_fn=_die_with_parent,
     )
-    line, _ = _await_line(proc, "stdout", "READY", timeout_s)
+    assert proc.stdout is not None
+    output = _Drain(proc.stdout, "READY", "amqtt-output")
+    line = output.wait(timeout_s)
     if line is None:
-        Broker("amqtt", "127.0.0.1", 0, proc).stop()
-        raise BrokerError(f"amqtt broker did not report READY within {timeout_s} s")
-    return Broker("amqtt", "127.0.0.1", int(line.split()[1]), proc)
+        Broker("amqtt", "127.0.0.1", 0, proc, output=output).stop()
+        raise BrokerError(f"amqtt broker did not report READY within {timeout_s} s; its last output: "
+                          f"{output.last_lines() or '(none)'}")
+    return Broker("amqtt", "127.0.0.1", int(line.split()[1]), proc, output=output)
 
 
 def start_broker(kind: BrokerKind = "auto") -> Broker:

@@ -143,6 +143,30 @@ def test_broker_starts_serves_and_stops(kind: str) -> None:
     assert broker.process.poll() is not None
 
 
+def test_broker_output_is_read_to_its_end() -> None:
+    """A broker logs every connection: its pipe is drained after the readiness line, or it would fill
+    (64 KiB) and block the broker mid-session."""
+    import subprocess
+    import sys
+
+    from hil.sim.broker import _Drain
+
+    chatty = "import sys; print('broker running', file=sys.stderr, flush=True); sys.stderr.write('log line\\n' * 40000)"
+    proc = subprocess.Popen([sys.executable, "-c", chatty], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    drain = _Drain(proc.stderr, " running", "test-drain")
+    try:
+        assert drain.wait(30) == "broker running"
+        assert proc.wait(30) == 0  # 360 KB written after the marker: it did not block
+        drain.join(30)
+        assert drain.last_lines(2) == "log line\nlog line" and len(drain.tail) == 50
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+        proc.stderr.close()
+
+
 HOLD_BROKER = """
 import sys
 from hil.sim.broker import start_broker
