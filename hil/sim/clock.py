@@ -15,14 +15,20 @@ gateway reports what it causes as a real one does (``TOO_LATE``).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Callable
 
 from hil.clock import ScaledClock
 
+log = logging.getLogger(__name__)
+
 MAX_STEP_S = 0.02
 """Real seconds of a gap between two clock readings that still count; the rest is a stall."""
+
+LOG_STALL_S = 0.5
+"""A stall longer than this (real seconds) is logged as a warning."""
 
 BEAT_S = 0.004
 """Real seconds between the heartbeat's readings (well under MAX_STEP_S, so a running host never
@@ -53,6 +59,7 @@ class StallFreeClock(ScaledClock):
         self._beat: threading.Thread | None = None
 
     def now(self) -> float:
+        stall = 0.0
         with self._lock:
             real = self._monotonic()
             gap = real - self._last
@@ -63,7 +70,10 @@ class StallFreeClock(ScaledClock):
                 self.longest_stall_s = max(self.longest_stall_s, stall)
             if gap > 0:
                 self._last = real
-            return (real - self._t0 - self.stalled_s) * self.time_scale
+            now = (real - self._t0 - self.stalled_s) * self.time_scale
+        if stall > LOG_STALL_S:  # in the captured log of the test that was running
+            log.warning("host stalled %.2f s real: not counted in rig time (rig time %.3f s)", stall, now)
+        return now
 
     def start(self) -> None:
         """Start the heartbeat (a daemon thread); idempotent."""

@@ -21,7 +21,7 @@ class FakeMonotonic:
         return self.t
 
 
-def test_a_gap_longer_than_the_step_is_not_counted() -> None:
+def test_a_gap_longer_than_the_step_is_not_counted(caplog: pytest.LogCaptureFixture) -> None:
     real = FakeMonotonic()
     clock = StallFreeClock(20, max_step_s=0.02, beat_s=0.005, monotonic=real)
     for _ in range(10):  # a running host: readings 5 ms apart
@@ -30,11 +30,20 @@ def test_a_gap_longer_than_the_step_is_not_counted() -> None:
     assert clock.now() == pytest.approx(0.05 * 20)
     real.t += 0.3  # the whole process stopped for 300 ms
     assert clock.now() == pytest.approx((0.05 + 0.02) * 20)
+    assert not caplog.records  # a short stall is only counted
     assert (clock.stalls, clock.stalled_s) == (1, pytest.approx(0.28))
     assert clock.longest_stall_s == pytest.approx(0.28)
     real.t += 0.01
     assert clock.now() == pytest.approx((0.05 + 0.02 + 0.01) * 20)
     assert "1 host stall(s) (0.28 s real, longest 0.28 s)" in clock.describe_stalls()
+
+
+def test_a_long_stall_is_logged_where_it_happened(caplog: pytest.LogCaptureFixture) -> None:
+    real = FakeMonotonic()
+    clock = StallFreeClock(20, monotonic=real)
+    real.t += 1.02
+    clock.now()
+    assert "host stalled 1.00 s real: not counted in rig time" in caplog.text
 
 
 def test_rig_time_never_goes_back() -> None:
