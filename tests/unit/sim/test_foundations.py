@@ -204,9 +204,18 @@ def test_broker_dies_with_a_killed_rig_process(kind: str) -> None:
     while running() and not deadline.expired:
         clock.wait(pause, 0.05)
     survived = running()
-    if survived:
+    evidence = ""
+    if survived:  # what the process was doing, for the failure message
+        try:
+            with open(f"/proc/{broker_pid}/status") as status:
+                evidence = "; ".join(line.strip() for line in status
+                                     if line.startswith(("Name", "State", "PPid", "SigBlk", "SigIgn", "SigCgt")))
+            with open(f"/proc/{broker_pid}/wchan") as wchan:
+                evidence += f"; wchan {wchan.read().strip()}"
+        except OSError:
+            pass
         os.kill(broker_pid, 9)
-    assert not survived, f"the {kind} broker outlived the killed process"
+    assert not survived, f"the {kind} broker (pid {broker_pid}) outlived the killed process by 10 s: {evidence}"
 
 
 def test_scheduler_records_how_late_callbacks_ran() -> None:
