@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     Float,
@@ -95,7 +96,7 @@ units = Table(
     Column("dev_eui", String(16), nullable=False, unique=True),
     Column("join_eui", String(16), nullable=False),
     Column("eui_block", String(64)),
-    Column("serial", Integer),
+    Column("serial", BigInteger),  # a 40-bit serial of an MA-L block: past a 32-bit INTEGER
     Column("label", Text),
     Column("lorawan_version", String(8), nullable=False),
     Column("app_key_enc", LargeBinary(64), nullable=False),
@@ -139,7 +140,7 @@ steps = Table(
 eui_counters = Table(
     "eui_counters", metadata,
     Column("block", String(64), primary_key=True),
-    Column("next_serial", Integer, nullable=False),
+    Column("next_serial", BigInteger, nullable=False),
 )
 
 meta = Table(

@@ -97,6 +97,18 @@ class Redactor:
             self._patterns.clear()
             self._regex = None
 
+    def snapshot(self) -> frozenset[str]:
+        """What is recorded now, for :meth:`restore` (tests only)."""
+        with self._lock:
+            return frozenset(self._patterns)
+
+    def restore(self, snapshot: frozenset[str]) -> None:
+        """Record exactly what :meth:`snapshot` returned (tests only: a test's own dummy keys go)."""
+        with self._lock:
+            if self._patterns != snapshot:
+                self._patterns = set(snapshot)
+                self._regex = None
+
     def _add(self, forms: Iterable[str]) -> None:
         with self._lock:
             before = len(self._patterns)

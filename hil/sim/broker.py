@@ -14,10 +14,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
-from collections import deque
 from dataclasses import dataclass
-from typing import IO, Literal
+from typing import Literal
+
+from hil.sim.output_drain import OutputDrain
 
 BrokerKind = Literal["auto", "mosquitto", "amqtt"]
 
@@ -59,7 +59,7 @@ class Broker:
     port: int
     process: subprocess.Popen[str]
     _workdir: str | None = None
-    output: _Drain | None = None  # what the broker printed last (its log tail, for error messages)
+    output: OutputDrain | None = None  # what the broker printed last (its log tail, for error messages)
 
     @property
     def url(self) -> str:
@@ -91,46 +91,6 @@ class Broker:
         self.stop()
 
 
-class _Drain:
-    """Reads a broker's output line by line to its end, on a daemon thread, keeping the last lines.
-
-    Reading on after the readiness line matters: mosquitto logs every client connection, and a
-    pipe nobody reads fills up (64 KiB) and then blocks the broker in the middle of a session.
-    """
-
-    def __init__(self, stream: IO[str], marker: str, name: str) -> None:
-        self.tail: deque[str] = deque(maxlen=50)
-        self.found: str | None = None
-        self._stream = stream
-        self._marker = marker
-        self._ready = threading.Event()  # the marker was seen, or the output ended
-        self._thread = threading.Thread(target=self._read, name=name, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            for line in self._stream:
-                self.tail.append(line.rstrip())
-                if self.found is None and self._marker in line:
-                    self.found = line.strip()
-                    self._ready.set()
-        except (OSError, ValueError):  # the stream was closed under us: the broker is being stopped
-            pass
-        finally:
-            self._ready.set()
-
-    def wait(self, timeout_s: float) -> str | None:
-        """The marker line, once seen; None if the output ended or ``timeout_s`` real seconds passed first."""
-        self._ready.wait(timeout_s)  # real time: infrastructure start-up, before any rig clock exists
-        return self.found
-
-    def last_lines(self, count: int = 5) -> str:
-        return "\n".join(list(self.tail)[-count:])
-
-    def join(self, timeout_s: float) -> None:
-        self._thread.join(timeout_s)
-
-
 def mosquitto_path() -> str | None:
     """Where Debian's mosquitto is, if installed (/usr/sbin is not on every PATH)."""
     return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
@@ -156,7 +116,7 @@ def start_mosquitto(timeout_s: float = 5.0, attempts: int = 3) -> Broker:
         proc = subprocess.Popen([exe, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=_die_with_parent)
         assert proc.stderr is not None
-        output = _Drain(proc.stderr, " running", "mosquitto-log")  # printed once listeners are open
+        output = OutputDrain(proc.stderr, " running", "mosquitto-log")  # printed once listeners are open
         broker = Broker("mosquitto", "127.0.0.1", port, proc, workdir, output)
         line = output.wait(timeout_s)
         if line is not None and proc.poll() is None:
@@ -173,7 +133,7 @@ def start_amqtt(timeout_s: float = 10.0) -> Broker:
         preexec_fn=_die_with_parent,
     )
     assert proc.stdout is not None
-    output = _Drain(proc.stdout, "READY", "amqtt-output")
+    output = OutputDrain(proc.stdout, "READY", "amqtt-output")
     line = output.wait(timeout_s)
     if line is None:
         Broker("amqtt", "127.0.0.1", 0, proc, output=output).stop()

@@ -1,5 +1,9 @@
 """Fixtures shared by the unit tests.
 
+Secrets a unit test records in the process-wide redactor (its own rig files' dummy keys) are
+forgotten after it, unless it used the session's rig: otherwise they would be masked in later
+tests' names and parameters, and every CI run would report "masked secrets" that are test data.
+
 ``compressed_clock`` makes the clocks of tests that run real threads faster than real time. It is
 the virtual rig's :class:`~hil.sim.clock.StallFreeClock`: a loaded CI runner that stalls the test
 process for a second would otherwise burn 50 to 100 rig seconds of a test's deadlines at once.
@@ -11,7 +15,18 @@ from typing import Callable, Iterator
 
 import pytest
 
+from hil.rigfile.redaction import REDACTOR
 from hil.sim.clock import StallFreeClock
+
+
+@pytest.fixture(autouse=True)
+def _test_keys_stay_with_their_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "rig" in request.fixturenames:  # the session rig records the keys every later test must mask
+        yield
+        return
+    before = REDACTOR.snapshot()
+    yield
+    REDACTOR.restore(before)
 
 
 @pytest.fixture

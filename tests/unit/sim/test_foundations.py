@@ -149,12 +149,12 @@ def test_broker_output_is_read_to_its_end() -> None:
     import subprocess
     import sys
 
-    from hil.sim.broker import _Drain
+    from hil.sim.output_drain import OutputDrain
 
     chatty = "import sys; print('broker running', file=sys.stderr, flush=True); sys.stderr.write('log line\\n' * 40000)"
     proc = subprocess.Popen([sys.executable, "-c", chatty], stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
-    drain = _Drain(proc.stderr, " running", "test-drain")
+    drain = OutputDrain(proc.stderr, " running", "test-drain")
     try:
         assert drain.wait(30) == "broker running"
         assert proc.wait(30) == 0  # 360 KB written after the marker: it did not block
