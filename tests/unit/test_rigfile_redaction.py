@@ -61,6 +61,62 @@ def test_recording_is_idempotent_and_clearable(redactor: Redactor) -> None:
     assert redactor.redact(KEY_HEX) == KEY_HEX
 
 
+def test_a_key_inside_longer_text_is_masked_and_only_it(redactor: Redactor) -> None:
+    assert redactor.redact(f"c007{KEY_HEX}0000") == "c007****0000"
+    assert redactor.redact(f"payload a{KEY_HEX.upper()}f end") == "payload a****f end"
+    b64 = base64.b64encode(RAW).decode()
+    assert redactor.redact(f"blob=QUJD{b64.rstrip('=')}xyz") == "blob=QUJD****xyz"
+    assert redactor.redact(f"{KEY_HEX}{PASSPHRASE}") == "****"  # touching secrets: one mask
+    spaced = " ".join(f"{b:02x}" for b in RAW)
+    assert redactor.redact(f"rx: 01 02 {spaced} 03") == "rx: 01 02 **** 03"
+
+
+def test_thousands_of_keys_are_all_masked(redactor: Redactor) -> None:
+    """A provisioning shift records a key or two per unit: every one is still masked, nothing else is."""
+    import random
+
+    rng = random.Random(7)
+    keys = [rng.randbytes(16) for _ in range(2000)]
+    for raw in keys:
+        redactor.add_bytes(raw)
+    for raw in (keys[0], keys[999], keys[-1]):
+        assert redactor.redact(f"AT+APPKEY={raw.hex().upper()}") == "AT+APPKEY=****"
+        assert redactor.redact(base64.urlsafe_b64encode(raw).decode()) == "****"
+        assert redactor.redact(f"key={raw!r}") == f"key={repr(raw)[:2]}****{repr(raw)[-1]}"
+    assert redactor.redact(KEY_HEX) == "****"  # the fixture's key among them
+    plain = "+EVT:RX_1:-70:7:UNICAST:10:0011223344556677 DevNonce=0007"
+    assert redactor.redact(plain) == plain
+
+
+def test_recording_while_masking_on_other_threads() -> None:
+    import threading
+
+    redactor = Redactor()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def mask() -> None:
+        try:
+            while not stop.is_set():
+                redactor.redact(f"{KEY_HEX} {base64.b64encode(RAW).decode()} {RAW!r}")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    readers = [threading.Thread(target=mask, name=f"masker-{i}") for i in range(2)]
+    for t in readers:
+        t.start()
+    try:
+        for i in range(300):
+            redactor.add_bytes(i.to_bytes(2, "big") + bytes(14))
+        redactor.add(KEY)
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(10)
+    assert not errors, errors
+    assert redactor.redact(KEY_HEX) == "****"
+
+
 @pytest.fixture
 def logger(redactor: Redactor) -> Iterator[tuple[logging.Logger, io.StringIO]]:
     stream = io.StringIO()
