@@ -86,29 +86,41 @@ def temporary_server(timeout_s: float = 60.0) -> Iterator[str]:
         subprocess.run([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "hil", "-E", "UTF8",
                         "--no-sync", "--no-instructions"],
                        preexec_fn=preexec, capture_output=True, text=True, timeout=120, check=True)
-        port = _free_port()
-        proc = subprocess.Popen(
-            [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets), "-F",
-             "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=30", "-c", "shared_buffers=16MB"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
-        assert proc.stderr is not None
-        log = OutputDrain(proc.stderr, "ready to accept connections", "postgres-log")
-        if log.wait(timeout_s) is None or proc.poll() is not None:
-            raise RuntimeError(f"PostgreSQL did not start within {timeout_s} s: {log.last_lines(8) or '(no output)'}")
+        for attempt in range(3):  # another process may take the free port before the server binds it
+            port = _free_port()
+            proc = subprocess.Popen(
+                [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets), "-F",
+                 "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=30", "-c", "shared_buffers=16MB"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
+            assert proc.stderr is not None
+            log = OutputDrain(proc.stderr, "ready to accept connections", "postgres-log")
+            if log.wait(timeout_s) is not None and proc.poll() is None:
+                break
+            _stop(proc)
+            proc = None
+            if attempt == 2 or "could not bind" not in log.last_lines(20):
+                raise RuntimeError(f"PostgreSQL did not start within {timeout_s} s: "
+                                   f"{log.last_lines(8) or '(no output)'}")
         yield f"postgresql+psycopg://hil@127.0.0.1:{port}"
     except subprocess.CalledProcessError as exc:
         raise RuntimeError(f"initdb failed ({exc.returncode}): {exc.stderr.strip()[-500:]}") from None
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGINT)  # fast shutdown: ends the connections a test left open
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(30)
-            if proc.stderr is not None:
-                proc.stderr.close()
+            _stop(proc)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Fast shutdown (it ends the connections a test left open); killed if it does not go."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+    if proc.stderr is not None:
+        proc.stderr.close()
 
 
 def data_folder_bytes(url: str) -> bytes:
