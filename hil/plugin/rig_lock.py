@@ -21,6 +21,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from hil.faults import RigBusy
+from hil.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,7 @@ class RigLock:
             log.warning("rig %r: took over the lock of %s, whose process is gone", self.rig, stale.describe())
         me = Holder(self.rig, _user(), socket.gethostname(), os.getpid(),
                     datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        tmp = self.holder_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(me)), encoding="utf-8")
-        os.replace(tmp, self.holder_path)
+        write_atomically(self.holder_path, json.dumps(asdict(me)))
 
     def release(self) -> None:
         """Give the rig back (safe to call when not held)."""

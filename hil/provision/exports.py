@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from hil.files import write_atomically
 from hil.provision.identity import RootKeys
 from hil.provision.store import RecordStore, UnitRecord
 
@@ -100,12 +100,7 @@ def tts_csv(rows: Iterable[tuple[UnitRecord, RootKeys]], *, frequency_plan_id: s
 
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` readable by the owner only (it holds keys), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomically(path, text, mode=0o600)
 
 
 def write_label(record: UnitRecord, directory: Path, *, png: bool = True) -> list[Path]:

@@ -21,6 +21,8 @@ from typing import Any, Iterable, Literal, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hil.files import write_atomically
+
 __all__ = [
     "CATEGORIES_FILE",
     "CategoryError",
@@ -163,11 +165,8 @@ def load_rules(path: Path = CATEGORIES_FILE, extra: dict[str, Sequence[str]] | N
 
 def write_categories(results_dir: Path, rules: list[dict[str, Any]]) -> Path:
     """Write ``categories.json`` into an Allure results folder (atomically)."""
-    results_dir.mkdir(parents=True, exist_ok=True)
     target = results_dir / "categories.json"
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rules, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(target)
+    write_atomically(target, json.dumps(rules, indent=2) + "\n")
     return target
 
 

@@ -26,6 +26,7 @@ import yaml
 from filelock import FileLock
 
 from hil import __version__
+from hil.files import write_atomically
 from hil.rigfile.redaction import redact
 
 __all__ = [
@@ -214,9 +215,7 @@ def write_properties(path: Path, values: Mapping[str, str]) -> Path:
             elif value not in old.split(", "):
                 merged[key] = f"{old}, {value}"
         text = "".join(f"{_escape(k, key=True)}={_escape(v)}\n" for k, v in sorted(merged.items()))
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="ascii")
-        tmp.replace(path)
+        write_atomically(path, text, encoding="ascii")
     return path
 
 
@@ -251,9 +250,6 @@ def write_executor(results_dir: Path, env: Mapping[str, str] = os.environ) -> Pa
     found = executor(env)
     if found is None:
         return None
-    results_dir.mkdir(parents=True, exist_ok=True)
     target = results_dir / "executor.json"
-    tmp = target.with_name("executor.json.tmp")
-    tmp.write_text(json.dumps(found, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(target)
+    write_atomically(target, json.dumps(found, indent=2) + "\n")
     return target

@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from hil.files import write_atomically
 from hil.rigfile.redaction import redact as _redact
 
 __all__ = ["AllureResultRedactor", "redact_object", "redact_report", "scrub_files"]
@@ -139,8 +140,6 @@ def scrub_files(paths: Iterable[Path], redact: Redact = _redact) -> list[Path]:
             continue
         masked = redact(text)
         if masked != text:
-            tmp = path.with_name(path.name + ".scrub")
-            tmp.write_text(masked, encoding="utf-8")
-            tmp.replace(path)
+            write_atomically(path, masked)
             fixed.append(path)
     return fixed

@@ -46,7 +46,7 @@ from hil.lorawan.crypto import REDACTED, AESKey
 from hil.lorawan.security import SessionKeys
 from hil.lorawan.types import EUI64, DevAddr
 from hil.sim.dut.interfaces import MacState
-from hil.sim.files import write_atomically
+from hil.files import write_atomically
 from hil.sim.scheduler import Scheduler, Timer
 
 log = logging.getLogger(__name__)
@@ -281,7 +281,7 @@ class Nvm:
     def _save(self, image: bytes) -> None:
         if self.path is None:
             return
-        write_atomically(self.path, image)
+        write_atomically(self.path, image, mode=0o600)  # it holds the DUT's keys
 
 
 # --- the layout -------------------------------------------------------------------------------

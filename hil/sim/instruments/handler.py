@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from hil.lorawan.types import EUI64
 from hil.sim.config import SimHandler
-from hil.sim.files import write_atomically
+from hil.files import write_atomically
 from hil.sim.instruments.scpi import ScpiCall, ScpiEngine, ScpiError, ScpiProfile, load_profile
 from hil.sim.instruments.tcp_server import SocketInstrument
 from hil.sim.scheduler import Scheduler
@@ -239,7 +239,7 @@ class VirtualHandler(SocketInstrument):
         state = self._state
         text = json.dumps({"version": STATE_VERSION, "next_serial": state.next_serial, "present": state.present,
                            "bins": state.bins}, indent=1)
-        write_atomically(path, text.encode("utf-8"))
+        write_atomically(path, text, mode=0o600)
 
     def describe(self) -> dict[str, Any]:
         """The handler's state (for diagnostics)."""
