@@ -17,25 +17,13 @@ import tempfile
 from dataclasses import dataclass
 from typing import Literal
 
-from hil.sim.output_drain import OutputDrain
+from hil.sim.child_process import OutputDrain, die_with_parent
 
 BrokerKind = Literal["auto", "mosquitto", "amqtt"]
 
 
 class BrokerError(RuntimeError):
     """The broker could not be started (a rig fault, not a product failure)."""
-
-
-def _die_with_parent() -> None:
-    """In the child before exec (Linux): receive SIGTERM when the rig's process dies, even by
-    SIGKILL, so a crashed test run leaves no broker behind."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the normal stop() path still applies
-        pass
 
 
 def _user_name() -> str:
@@ -114,7 +102,7 @@ def start_mosquitto(timeout_s: float = 5.0, attempts: int = 3) -> Broker:
                 "log_type information\n"
             )
         proc = subprocess.Popen([exe, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=die_with_parent)
         assert proc.stderr is not None
         output = OutputDrain(proc.stderr, " running", "mosquitto-log")  # printed once listeners are open
         broker = Broker("mosquitto", "127.0.0.1", port, proc, workdir, output)
@@ -130,7 +118,7 @@ def start_amqtt(timeout_s: float = 10.0) -> Broker:
     """Start amqtt in a subprocess (see :mod:`hil.sim.amqtt_broker`)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "hil.sim.amqtt_broker"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     assert proc.stdout is not None
     output = OutputDrain(proc.stdout, "READY", "amqtt-output")

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from hil.sim.output_drain import OutputDrain
+from hil.sim.child_process import OutputDrain, die_with_parent
 
 INSTALL_HINT = "PostgreSQL server binaries not found (Debian: apt-get install postgresql)"
 
@@ -43,8 +43,6 @@ def _free_port() -> int:
 
 def _as_server_user() -> tuple[Callable[[], None], int | None, int | None]:
     """preexec_fn for the server's processes, and the uid/gid they run as (None: this user)."""
-    import ctypes
-
     uid = gid = None
     if os.geteuid() == 0:
         entry = pwd.getpwnam("postgres")  # KeyError: no such user
@@ -55,8 +53,7 @@ def _as_server_user() -> tuple[Callable[[], None], int | None, int | None]:
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
-        # after the uid change, which clears it: SIGTERM when the test process dies
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+        die_with_parent()  # after the uid change, which clears it
 
     return preexec, uid, gid
 

@@ -149,7 +149,7 @@ def test_broker_output_is_read_to_its_end() -> None:
     import subprocess
     import sys
 
-    from hil.sim.output_drain import OutputDrain
+    from hil.sim.child_process import OutputDrain
 
     chatty = "import sys; print('broker running', file=sys.stderr, flush=True); sys.stderr.write('log line\\n' * 40000)"
     proc = subprocess.Popen([sys.executable, "-c", chatty], stderr=subprocess.PIPE, text=True)

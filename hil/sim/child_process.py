@@ -1,10 +1,24 @@
-"""Reading a helper process's output (the MQTT broker's log) so that it never blocks on a full pipe."""
+"""The rig's helper processes (the MQTT broker): they die with the rig's process, and their
+output is read to its end so that they never block on a full pipe."""
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import threading
 from collections import deque
 from typing import IO
+
+
+def die_with_parent() -> None:
+    """In the child before exec (Linux, a ``preexec_fn``): receive SIGTERM when the parent process
+    dies, even by SIGKILL, so a crashed test run leaves no helper behind. Call it after any uid
+    change, which clears it. (ctypes is imported with this module, in the parent: after a uid
+    change the child may not be able to read Python's library any more.)"""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the normal stop() path still applies
+        pass
 
 
 class OutputDrain:
